@@ -1,0 +1,5 @@
+"""``python -m radium`` runs the ``rad`` command line."""
+
+from radium.cli import main
+
+main()

@@ -1,0 +1,182 @@
+"""Agents: a prompt template plus an engine and model, defined in TOML files.
+
+::
+
+    [agent]
+    id = "writer"                    # kebab-case, unique
+    name = "Writer"
+    description = "Writes things"
+    prompt_path = "../prompts/writer.md"   # relative to this file (or the workspace root), or absolute
+    engine = "openai"                # mock | openai | openai-compatible | ollama | anthropic | gemini | command
+    model = "gpt-4o-mini"
+    # optional: base_url, api_key_env, temperature, max_tokens, timeout_s,
+    #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"]
+
+Discovery is deterministic: ``<workspace>/agents/``, then
+``<workspace>/.radium/agents/``, then ``~/.radium/agents/``, each searched
+recursively in sorted order. The first definition of an id wins; a later one
+is reported as a duplicate naming both files. Keys Radium does not use (the
+original's ``[persona]``, ``capabilities`` …) are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from radium.engines import ENGINE_NAMES, EngineSettings, canonical_engine_name
+from radium.errors import InvalidDataError
+from radium.store import format_validation_error
+from radium.workspace import Workspace, load_toml
+
+_KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+class AgentConfig(BaseModel):
+    """The ``[agent]`` table of an agent file."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str
+    name: str
+    description: str = ""
+    prompt_path: str
+    engine: str
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    base_delay_ms: int | None = Field(default=None, ge=0)
+    max_delay_ms: int | None = Field(default=None, ge=0)
+    command: tuple[str, ...] | None = None
+    # Set by discovery, not read from the file.
+    source: Path = Field(default=Path("."), exclude=True)
+    prompt_file: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("id")
+    @classmethod
+    def _kebab_case(cls, value: str) -> str:
+        if not _KEBAB.match(value):
+            raise ValueError("must be kebab-case: lowercase letters, digits and single dashes")
+        return value
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        canonical = canonical_engine_name(value)
+        if canonical is None:
+            raise ValueError(f"unknown engine {value!r}; use one of {', '.join(ENGINE_NAMES)}")
+        return canonical
+
+    @model_validator(mode="after")
+    def _command_engine_needs_argv(self) -> "AgentConfig":
+        if self.engine == "command" and not self.command:
+            raise ValueError('engine "command" needs command = ["program", "arg", ...]')
+        return self
+
+    def engine_settings(self, workdir: Path | None = None, **overrides: Any) -> EngineSettings:
+        """The engine configuration this agent asks for (``overrides`` from the CLI win)."""
+        values = {
+            "engine": self.engine,
+            "model": self.model,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "timeout_s": self.timeout_s,
+            "command": self.command,
+            "agent_id": self.id,
+            "workdir": str(workdir) if workdir else None,
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "engine" in overrides and overrides["engine"]:
+            values["engine"] = canonical_engine_name(overrides["engine"]) or overrides["engine"]
+        return EngineSettings(**values)
+
+    def read_prompt(self) -> str:
+        """The prompt template's text (``MissingConfigurationError`` if unreadable)."""
+        from radium.errors import MissingConfigurationError
+
+        try:
+            return self.prompt_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise MissingConfigurationError(
+                f"agent {self.id}: cannot read prompt file {self.prompt_file}: {exc.strerror}",
+                hint=f"fix prompt_path in {self.source}",
+            ) from None
+
+
+@dataclass
+class AgentRegistry:
+    """The agents found by discovery, plus the problems met on the way."""
+
+    agents: dict[str, AgentConfig] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    """Agent files that could not be loaded (``<file>: <problem>``)."""
+    warnings: list[str] = field(default_factory=list)
+    """Duplicate ids and similar non-fatal notes."""
+
+    def get(self, agent_id: str) -> AgentConfig | None:
+        return self.agents.get(agent_id)
+
+    def raise_if_errors(self) -> None:
+        if self.errors:
+            more = f" (and {len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+            raise InvalidDataError(f"invalid agent file {self.errors[0]}{more}", hint="fix or remove it")
+
+
+def agent_directories(workspace: Workspace) -> list[Path]:
+    """Where agents are searched, highest precedence first."""
+    home = Path(os.environ.get("HOME") or Path.home())
+    return [workspace.root / "agents", workspace.radium_dir / "agents", home / ".radium" / "agents"]
+
+
+def discover_agents(workspace: Workspace) -> AgentRegistry:
+    """Load every agent file, in precedence order, collecting errors and duplicates."""
+    registry = AgentRegistry()
+    seen_dirs: set[Path] = set()
+    for directory in agent_directories(workspace):
+        if not directory.is_dir() or directory.resolve() in seen_dirs:
+            continue
+        seen_dirs.add(directory.resolve())
+        for path in sorted(directory.rglob("*.toml")):
+            try:
+                agent = load_agent_file(path, workspace.root)
+            except InvalidDataError as exc:
+                registry.errors.append(str(exc))
+                continue
+            existing = registry.agents.get(agent.id)
+            if existing is not None:
+                registry.warnings.append(
+                    f"duplicate agent id {agent.id!r}: {path} is ignored, {existing.source} is used"
+                )
+                continue
+            registry.agents[agent.id] = agent
+    return registry
+
+
+def load_agent_file(path: Path, workspace_root: Path) -> AgentConfig:
+    """Parse and validate one agent file; resolve its prompt path."""
+    data = load_toml(path)
+    table = data.get("agent")
+    if not isinstance(table, dict):
+        raise InvalidDataError(f"{path}: missing [agent] table")
+    try:
+        agent = AgentConfig.model_validate(table)
+    except ValidationError as exc:
+        raise InvalidDataError(format_validation_error(path, exc).replace(": ", ": agent.", 1)) from None
+    prompt = Path(agent.prompt_path).expanduser()
+    if not prompt.is_absolute():
+        beside = path.parent / prompt
+        # The original resolved prompt paths against the working directory (its
+        # workspace root); accept that layout too, but prefer the agent's folder.
+        prompt = beside if beside.exists() or not (workspace_root / prompt).exists() else workspace_root / prompt
+    return agent.model_copy(update={"source": path, "prompt_file": prompt.resolve()})

@@ -1,0 +1,922 @@
+"""The plan executor: runs a plan's tasks in order, with retries and checkpoints.
+
+This mirrors the original Radium's ``radium_core::planning::executor`` API
+(``PlanExecutor``, ``ExecutionConfig``, ``RunMode``, ``ExecutionError``,
+``ErrorCategory``, ``TaskResult``) but owns the whole run loop, which the
+original left in its CLI. Semantics (see the README, "How a run proceeds"):
+
+* **Iterations run in order.** The next iteration starts when the current one
+  has no runnable work left. Inside an iteration, tasks run in dependency order:
+  a topological order that keeps file order among independent tasks; with
+  ``parallel > 1`` up to that many ready tasks run at once.
+* **Bounded mode** runs at most N iterations that still have work, then stops
+  (``bound_reached``) if work remains; **continuous mode** runs everything, with
+  a sanity limit of 1000 iterations per run.
+* **Completed tasks are skipped**; a task left ``in_progress`` by a crash, a
+  task that failed or was blocked in an earlier run is attempted again.
+* **Failure**: a fatal error or exhausted retries marks the task ``failed`` and
+  every task depending on it (directly or not) ``blocked``. By default no new
+  task starts after that (in-flight ones finish and are saved); with
+  ``keep_going`` the independent rest still runs.
+* **Checkpoints** are written when a task starts, completes, fails or is
+  returned to pending, and at every stop; the task's output is stored before
+  the checkpoint that marks it completed.
+* **Cancellation** (the CLI cancels the run on SIGINT/SIGTERM) stops in-flight
+  model calls and backoff waits at once, returns their tasks to ``pending``,
+  saves, emits ``run_finished`` with outcome ``interrupted`` and re-raises.
+
+The executor is quiet: it reports through events (``radium.events``) and never
+prints or exits, except ``print_progress`` which exists for API parity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from radium.engines.base import Engine, EngineResponse, GenerationParams
+from radium.errors import (
+    AgentNotFoundError,
+    DependencyNotMetError,
+    ErrorCategory,
+    ExitCode,
+    ModelExecutionError,
+    ModelTimeoutError,
+    PlanValidationError,
+    RadiumError,
+    RetryAfterTooLongError,
+    redact,
+)
+from radium.errors import RadiumError as ExecutionError
+from radium.events import Event, EventSink, discard
+from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
+from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
+from radium.retry import RetryPolicy, format_duration_ms
+from radium.store import PlanStore, load_manifest
+
+if TYPE_CHECKING:
+    from radium.agents import AgentConfig, AgentRegistry
+
+__all__ = [
+    "CONTINUOUS_SANITY_LIMIT",
+    "ErrorCategory",
+    "ExecutionConfig",
+    "ExecutionError",
+    "PlanExecutor",
+    "RunMode",
+    "RunResult",
+    "TaskResult",
+]
+
+CONTINUOUS_SANITY_LIMIT = 1000
+"""Continuous mode stops after this many iterations in one run."""
+
+
+@dataclass(frozen=True)
+class RunMode:
+    """Bounded (at most ``max_iterations`` iterations per run) or continuous (``None``)."""
+
+    max_iterations: int | None = 5
+
+    @classmethod
+    def bounded(cls, iterations: int = 5) -> "RunMode":
+        if iterations < 1:
+            raise ValueError("iterations must be at least 1")
+        return cls(iterations)
+
+    @classmethod
+    def continuous(cls) -> "RunMode":
+        return cls(None)
+
+    @property
+    def is_continuous(self) -> bool:
+        return self.max_iterations is None
+
+    @property
+    def limit(self) -> int:
+        return CONTINUOUS_SANITY_LIMIT if self.max_iterations is None else self.max_iterations
+
+
+@dataclass
+class ExecutionConfig:
+    """How a run behaves. The first six fields and their defaults are the seed's."""
+
+    resume: bool = False
+    """Say where the run resumes (completed tasks are skipped either way)."""
+    skip_completed: bool = True
+    """Never re-run completed tasks. ``False`` (or ``restart``) re-runs everything."""
+    check_dependencies: bool = True
+    """Refuse to run a task whose dependencies have not completed (blocks it)."""
+    state_path: Path = Path("plan/plan_manifest.json")
+    """Manifest path, relative to the plan folder unless absolute."""
+    context_files: str | None = None
+    """Context text injected into every prompt (already loaded and formatted)."""
+    run_mode: RunMode = field(default_factory=RunMode)
+    """Bounded (default 5 iterations) or continuous."""
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    """Retry policy; agents may override fields not set explicitly on the command line."""
+    retry_explicit: frozenset[str] = frozenset()
+    """Retry fields given on the command line: agent settings do not override these."""
+    parallel: int = 1
+    """Run up to this many ready tasks of an iteration at once."""
+    keep_going: bool = False
+    """After a failure, still run the tasks that do not depend on it."""
+    restart: bool = False
+    """Forget recorded progress and run every task again."""
+    only_iteration: str | None = None
+    only_task: str | None = None
+    dependency_output_chars: int = 4000
+    """Each dependency output is cut to this many characters in a prompt."""
+    engine_override: str | None = None
+    model_override: str | None = None
+    plan_label: str = ""
+    """How the user names this plan (for the next command in messages)."""
+    save_prompts: bool = True
+    """Store each task's rendered prompt beside its output."""
+
+
+@dataclass
+class TaskResult:
+    """The outcome of executing one task (one attempt, or all attempts with retries)."""
+
+    task_id: str
+    success: bool
+    output: str | None = None
+    error: RadiumError | None = None
+    attempts: int = 0
+    duration_ms: int = 0
+    usage: TokenUsage | None = None
+
+
+@dataclass
+class RunResult:
+    """What a whole run did; ``exit_code`` is what the CLI exits with."""
+
+    outcome: str
+    exit_code: int
+    message: str
+    completed: int = 0
+    failed: int = 0
+    blocked: int = 0
+    remaining: int = 0
+    total: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    wall_ms: int = 0
+    next_command: str | None = None
+    failures: list[tuple[str, RadiumError]] = field(default_factory=list)
+    blocked_reasons: dict[str, str] = field(default_factory=dict)
+    interrupted_tasks: list[str] = field(default_factory=list)
+
+
+class PlanExecutor:
+    """Executes a plan manifest with an agent registry, reporting through events.
+
+    ``sleep`` and ``clock`` are injectable so retry behaviour can be tested
+    without waiting; ``engine_factory`` builds an engine from settings (default
+    ``radium.engines.create_engine``).
+    """
+
+    def __init__(
+        self,
+        config: ExecutionConfig | None = None,
+        *,
+        store: PlanStore | None = None,
+        agents: "AgentRegistry | None" = None,
+        workdir: Path | None = None,
+        on_event: EventSink = discard,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        engine_factory: Callable[..., Engine] | None = None,
+    ) -> None:
+        self.config = config or ExecutionConfig()
+        self.store = store
+        self.agents = agents
+        self.workdir = workdir
+        self.emit = on_event
+        self._sleep = sleep
+        self._clock = clock
+        if engine_factory is None:
+            from radium.engines import create_engine
+
+            engine_factory = create_engine
+        self._engine_factory = engine_factory
+        self._engines: dict[object, Engine] = {}
+        self._manifest: PlanManifest | None = None
+        self._index: dict[str, tuple[Iteration, PlanTask]] = {}
+        self._position: dict[str, int] = {}
+        self._templates: dict[str, str] = {}
+        self.retries = 0
+
+    # ------------------------------------------------------------------ seed API
+
+    def load_manifest(self, path: Path) -> PlanManifest:
+        """Load and validate a manifest (``InvalidDataError`` names file and field)."""
+        manifest = load_manifest(path)
+        self._attach(manifest)
+        return manifest
+
+    def save_manifest(self, manifest: PlanManifest, path: Path | None = None) -> None:
+        """Write a checkpoint atomically (to the store, or to ``path``)."""
+        store = self.store if path is None else PlanStore(path.parent.parent, path)
+        if store is None:
+            raise ValueError("no store configured and no path given")
+        store.save(manifest)
+
+    def check_dependencies(self, manifest: PlanManifest, task: PlanTask) -> None:
+        """Raise ``DependencyNotMetError`` if a dependency is unknown or not completed."""
+        index = self._index if manifest is self._manifest else manifest.task_index()
+        for dep in task.dependencies:
+            entry = index.get(dep)
+            if entry is None:
+                raise DependencyNotMetError(f"Dependency task not found: {dep}")
+            if not entry[1].completed:
+                raise DependencyNotMetError(f"Dependency task not completed: {dep}")
+
+    def calculate_progress(self, manifest: PlanManifest) -> int:
+        """Percent of tasks completed, ``floor(completed / total * 100)``."""
+        return manifest.calculate_progress()
+
+    def format_progress(
+        self, manifest: PlanManifest, iteration: int, elapsed_s: float, current_task: str | None
+    ) -> str:
+        """The seed's two progress lines."""
+        completed, total = manifest.counts()
+        percent = math.floor(completed * 100 / total) if total else 0
+        return (
+            f"[Iteration {iteration}] Progress: {completed}/{total} tasks | "
+            f"Current: {current_task or 'Evaluating next task'} | Elapsed: {format_elapsed(elapsed_s)}\n"
+            f"• Progress: {percent}%"
+        )
+
+    def print_progress(
+        self, manifest: PlanManifest, iteration: int, elapsed_s: float, current_task: str | None
+    ) -> None:
+        """Print the progress lines (API parity with the seed; the CLI uses events)."""
+        print(self.format_progress(manifest, iteration, elapsed_s, current_task))
+
+    async def execute_task(
+        self, task: PlanTask, model: Engine, *, timeout_s: float | None = None
+    ) -> TaskResult:
+        """One attempt: render the prompt, call the model. Errors become a failed result."""
+        started = self._clock()
+        try:
+            prompt = self.render_prompt(task)
+            response = await self._call_engine(model, prompt, timeout_s)
+        except RadiumError as exc:
+            return TaskResult(task.id, False, error=exc, attempts=1, duration_ms=self._ms_since(started))
+        usage = (
+            TokenUsage(
+                prompt_tokens=response.usage.prompt_tokens,
+                completion_tokens=response.usage.completion_tokens,
+            )
+            if response.usage
+            else None
+        )
+        return TaskResult(
+            task.id, True, output=response.text, attempts=1, duration_ms=self._ms_since(started), usage=usage
+        )
+
+    async def execute_task_with_retry(
+        self,
+        task: PlanTask,
+        model: Engine,
+        max_retries: int | None = None,
+        base_delay_ms: int | None = None,
+    ) -> TaskResult:
+        """Execute ``task`` with retries for recoverable errors.
+
+        ``max_retries``/``base_delay_ms`` default to the effective policy (3 and
+        1000 ms unless configured). Before retry ``k`` the executor waits
+        ``base_delay_ms * 2^k`` (capped, optionally jittered, never less than a
+        server's Retry-After). Each failed attempt is recorded on the task and
+        emitted as ``attempt_failed``.
+        """
+        policy = self.policy_for(task).with_overrides(max_retries=max_retries, base_delay_ms=base_delay_ms)
+        started = self._clock()
+        prompt_tokens = completion_tokens = 0
+        result = TaskResult(task.id, False)
+        for attempt_index in range(policy.max_attempts):
+            result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
+            task.attempts += 1
+            if result.usage:
+                prompt_tokens += result.usage.prompt_tokens
+                completion_tokens += result.usage.completion_tokens
+            if result.success:
+                break
+            error = result.error
+            assert error is not None
+            if error.category is ErrorCategory.FATAL or attempt_index == policy.max_retries:
+                break
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None and retry_after > policy.max_retry_after_s:
+                result.error = RetryAfterTooLongError(
+                    f"{error.message}; the server asked to wait {format_duration_ms(retry_after * 1000)}, "
+                    f"more than the {policy.max_retry_after_s:g} s allowed",
+                    hint="raise max_retry_after_s, or resume later with `rad craft --resume`",
+                )
+                break
+            wait = policy.plan_wait(attempt_index, retry_after)
+            self.retries += 1
+            line = f"Attempt {attempt_index + 1}: Error ({error.kind}) → {wait.explain()}"
+            self.emit(
+                Event(
+                    "attempt_failed",
+                    {
+                        "task_id": task.id,
+                        "attempt": attempt_index + 1,
+                        "category": error.category.value,
+                        "kind": error.kind,
+                        "message": str(error),
+                        "delay_ms": round(wait.delay_ms),
+                        "retry_index": attempt_index,
+                        "line": line,
+                    },
+                )
+            )
+            await self._sleep(wait.seconds)
+        result.attempts = task.attempts
+        result.duration_ms = self._ms_since(started)
+        if prompt_tokens or completion_tokens:
+            result.usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        return result
+
+    # ------------------------------------------------------------------ prompts and engines
+
+    def _attach(self, manifest: PlanManifest) -> None:
+        self._manifest = manifest
+        self._index = manifest.task_index()
+        self._position = {task_id: n for n, task_id in enumerate(self._index)}
+
+    def agent_for(self, task: PlanTask) -> "AgentConfig | None":
+        if self.agents is None or not task.agent_id:
+            return None
+        return self.agents.get(task.agent_id)
+
+    def policy_for(self, task: PlanTask) -> RetryPolicy:
+        """The run's retry policy with the task's agent overrides (CLI flags still win)."""
+        policy = self.config.retry
+        agent = self.agent_for(task)
+        if agent is None:
+            return policy
+        overrides = {
+            name: getattr(agent, name)
+            for name in ("max_retries", "base_delay_ms", "max_delay_ms", "timeout_s")
+            if name not in self.config.retry_explicit
+        }
+        if overrides.get("max_delay_ms") is None and overrides.get("base_delay_ms") is not None:
+            overrides["max_delay_ms"] = max(policy.max_delay_ms, overrides["base_delay_ms"])
+        return policy.with_overrides(**overrides)
+
+    def engine_for(self, task: PlanTask) -> Engine:
+        """The (shared) engine for a task's agent, created on first use."""
+        agent = self.agent_for(task)
+        if agent is None:
+            if self.agents is not None and task.agent_id:
+                raise AgentNotFoundError(f"task {task.id}: agent {task.agent_id!r} not found")
+            from radium.engines.base import EngineSettings
+
+            settings = EngineSettings(
+                engine=self.config.engine_override or "mock", model=self.config.model_override
+            )
+        else:
+            settings = agent.engine_settings(
+                self.workdir, engine=self.config.engine_override, model=self.config.model_override
+            )
+        engine = self._engines.get(settings)
+        if engine is None:
+            engine = self._engine_factory(settings)
+            engine.preflight()
+            self._engines[settings] = engine
+        return engine
+
+    def render_prompt(self, task: PlanTask) -> str:
+        """The exact prompt ``task`` sends: its agent's template plus everything it omits."""
+        if self._manifest is None:
+            raise RuntimeError("no manifest loaded")
+        iteration = self._index[task.id][0]
+        agent = self.agent_for(task)
+        template = ""
+        if agent is not None:
+            template = self._templates.get(agent.id)
+            if template is None:
+                template = self._templates[agent.id] = agent.read_prompt()
+        dependencies = []
+        for dep_id in task.dependencies:
+            entry = self._index.get(dep_id)
+            if entry is None:
+                continue
+            dep = entry[1]
+            text = self.store.read_output(dep) if self.store is not None and dep.completed else None
+            dependencies.append(DependencyOutput(dep.id, dep.title, text))
+        return build_task_prompt(
+            template,
+            TaskPromptInput(
+                task_id=task.id,
+                task_title=task.title,
+                task_description=task.description,
+                acceptance_criteria=task.acceptance_criteria,
+                iteration_id=iteration.id,
+                iteration_name=iteration.name,
+                iteration_goal=iteration.goal,
+                project_name=self._manifest.project_name,
+                dependencies=dependencies,
+                context=self.config.context_files or "",
+                output_limit=self.config.dependency_output_chars,
+            ),
+        )
+
+    async def _call_engine(self, engine: Engine, prompt: str, timeout_s: float | None) -> EngineResponse:
+        # The engine enforces the timeout itself (and maps it); the outer limit
+        # is a safety net for engines that cannot, with a small grace period.
+        params = GenerationParams(timeout_s=timeout_s)
+        try:
+            if timeout_s is None:
+                return await engine.generate(prompt, params)
+            async with asyncio.timeout(timeout_s + 0.5):
+                return await engine.generate(prompt, params)
+        except TimeoutError:
+            raise ModelTimeoutError(f"{engine.name}: no answer within {timeout_s:g} s") from None
+        except RadiumError as exc:
+            if engine.secrets:
+                exc.message = redact(exc.message, engine.secrets)
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an engine bug or an unmapped error: retryable, and say what it was
+            raise ModelExecutionError(
+                redact(f"{engine.name}: unexpected {type(exc).__name__}: {exc}", engine.secrets)
+            ) from exc
+
+    async def aclose(self) -> None:
+        for engine in self._engines.values():
+            try:
+                await engine.aclose()
+            except Exception:  # closing is best effort; the run's outcome is already decided
+                pass
+        self._engines.clear()
+
+    def _ms_since(self, started: float) -> int:
+        return int((self._clock() - started) * 1000)
+
+    # ------------------------------------------------------------------ the run
+
+    def prepare(self, manifest: PlanManifest) -> list[tuple[Iteration, list[PlanTask]]]:
+        """Validate and reset state; return the selected, incomplete work per iteration.
+
+        Raises (before any model call) ``PlanValidationError`` for structural
+        problems, ``DependencyNotMetError`` when ``--task``/``--iteration``
+        selects work whose outside dependencies have not completed, and any
+        agent/prompt/engine configuration error of the tasks about to run.
+        """
+        from radium.planning.validation import validate_plan
+
+        validate_plan(manifest).raise_if_errors()
+        self._attach(manifest)
+        config = self.config
+        for _, task in manifest.tasks():
+            if config.restart or not config.skip_completed:
+                if task.status is not TaskStatus.PENDING or task.completed:
+                    task.set_status(TaskStatus.PENDING)
+                    task.attempts = 0
+                    task.last_error = None
+            elif task.status in (TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED, TaskStatus.FAILED):
+                task.set_status(TaskStatus.PENDING)
+        for iteration in manifest.iterations:
+            iteration.refresh_status()
+
+        selected = self._select(manifest)
+        for _, tasks in selected:
+            for task in tasks:
+                agent = self.agent_for(task)
+                if self.agents is not None:
+                    if not task.agent_id:
+                        raise PlanValidationError(f"task {task.id} names no agent", hint="add - Agent: <id>")
+                    if agent is None:
+                        known = ", ".join(sorted(self.agents.agents)) or "none"
+                        raise AgentNotFoundError(
+                            f"task {task.id} uses unknown agent {task.agent_id!r}",
+                            hint=f"known agents: {known}; see `rad agents`",
+                        )
+                    if agent.id not in self._templates:
+                        self._templates[agent.id] = agent.read_prompt()
+                self.engine_for(task)
+        return selected
+
+    def _select(self, manifest: PlanManifest) -> list[tuple[Iteration, list[PlanTask]]]:
+        config = self.config
+        if config.only_task is not None:
+            entry = self._index.get(config.only_task)
+            if entry is None:
+                raise PlanValidationError(f"--task {config.only_task}: no such task in the plan")
+            iteration, task = entry
+            if config.only_iteration is not None and iteration.id != config.only_iteration:
+                raise PlanValidationError(
+                    f"--task {task.id} is in iteration {iteration.id}, not {config.only_iteration}"
+                )
+            self._require_outside_dependencies([task], {task.id})
+            return [] if task.completed else [(iteration, [task])]
+        if config.only_iteration is not None:
+            for iteration in manifest.iterations:
+                if iteration.id == config.only_iteration:
+                    tasks = [t for t in iteration.tasks if not t.completed]
+                    self._require_outside_dependencies(tasks, {t.id for t in iteration.tasks})
+                    return [(iteration, tasks)] if tasks else []
+            ids = ", ".join(it.id for it in manifest.iterations)
+            raise PlanValidationError(f"--iteration {config.only_iteration}: no such iteration (have {ids})")
+        return [
+            (iteration, tasks)
+            for iteration in manifest.iterations
+            if (tasks := [t for t in iteration.tasks if not t.completed])
+        ]
+
+    def _require_outside_dependencies(self, tasks: list[PlanTask], inside: set[str]) -> None:
+        for task in tasks:
+            for dep in task.dependencies:
+                if dep not in inside and not self._index[dep][1].completed:
+                    raise DependencyNotMetError(
+                        f"task {task.id} depends on {dep}, which has not completed",
+                        hint=f"run it first (rad craft {self.config.plan_label} --task {dep}) or drop the filter",
+                    )
+
+    async def run(self, manifest: PlanManifest) -> RunResult:
+        """Run the plan: the whole loop, from validation to the final checkpoint."""
+        started = self._clock()
+        selected = self.prepare(manifest)
+        state = _RunState(manifest, started)
+        completed, total = manifest.counts()
+        next_task = selected[0][1][0].id if selected else None
+        mode = self.config.run_mode
+        self.emit(
+            Event(
+                "run_started",
+                {
+                    "plan": self.config.plan_label,
+                    "project": manifest.project_name,
+                    "mode": "continuous" if mode.is_continuous else "bounded",
+                    "max_iterations": mode.limit,
+                    "total_tasks": total,
+                    "completed_tasks": completed,
+                    "parallel": self.config.parallel,
+                    "resume_from": next_task,
+                    "resume": self.config.resume,
+                },
+            )
+        )
+        outcome = "completed"
+        executed = 0
+        try:
+            for iteration, tasks in selected:
+                pending = [t for t in tasks if not t.completed]
+                if not pending:
+                    continue
+                if executed >= mode.limit:
+                    outcome = "sanity_limit" if mode.is_continuous else "bound_reached"
+                    break
+                executed += 1
+                self.emit(
+                    Event(
+                        "iteration_started",
+                        {
+                            "iteration_id": iteration.id,
+                            "number": iteration.number,
+                            "name": iteration.name,
+                            "goal": iteration.goal,
+                            "tasks_remaining": len(pending),
+                        },
+                    )
+                )
+                await self._run_iteration(iteration, pending, state)
+                if state.failures and not self.config.keep_going:
+                    outcome = "failed"
+                    break
+            await self._checkpoint(manifest)
+        except asyncio.CancelledError:
+            self._save_after_cancel(manifest, state)
+            result = self._finish(manifest, state, "interrupted")
+            self.emit(Event("run_finished", self._result_fields(result)))
+            raise
+        finally:
+            await self.aclose()
+        if outcome == "completed":
+            if state.failures:
+                outcome = "failed"
+            elif state.blocked:
+                outcome = "blocked"
+            elif self.config.only_task or self.config.only_iteration:
+                outcome = "filtered"
+        result = self._finish(manifest, state, outcome)
+        self.emit(Event("run_finished", self._result_fields(result)))
+        return result
+
+    async def _run_iteration(self, iteration: Iteration, tasks: list[PlanTask], state: "_RunState") -> None:
+        """Run one iteration's tasks in dependency order, up to ``parallel`` at once."""
+        in_run = {t.id for t in tasks}
+        waiting_on: dict[str, int] = {}
+        ready: list[tuple[int, str]] = []
+        for task in tasks:
+            reason = self._blocking_reason(task, in_run)
+            if reason is not None:
+                self._block(task, reason, state)
+                continue
+            count = sum(1 for dep in task.dependencies if dep in in_run)
+            waiting_on[task.id] = count
+            if count == 0:
+                heapq.heappush(ready, (self._position[task.id], task.id))
+        dependents: dict[str, list[str]] = {}
+        for task in tasks:
+            for dep in task.dependencies:
+                if dep in in_run:
+                    dependents.setdefault(dep, []).append(task.id)
+
+        running: dict[asyncio.Task[TaskResult], PlanTask] = {}
+        state.running = running
+        try:
+            while True:
+                stop_new = bool(state.failures) and not self.config.keep_going
+                while ready and len(running) < max(1, self.config.parallel) and not stop_new:
+                    _, task_id = heapq.heappop(ready)
+                    task = self._index[task_id][1]
+                    if task.status is TaskStatus.BLOCKED:
+                        continue
+                    await self._start_task(iteration, task, state)
+                    runner = asyncio.ensure_future(self._execute(task))
+                    running[runner] = task
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for runner in sorted(done, key=lambda r: self._position[running[r].id]):
+                    task = running.pop(runner)
+                    result = runner.result()
+                    if result.success:
+                        await self._complete(iteration, task, result, state)
+                        for dependent in dependents.get(task.id, ()):
+                            waiting_on[dependent] -= 1
+                            if waiting_on[dependent] == 0:
+                                heapq.heappush(ready, (self._position[dependent], dependent))
+                    else:
+                        await self._fail(iteration, task, result, state)
+        finally:
+            state.running = {}
+
+    def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
+        if not self.config.check_dependencies:
+            return None
+        for dep in task.dependencies:
+            if dep in in_run:
+                continue
+            entry = self._index.get(dep)
+            if entry is None:
+                return f"Dependency task not found: {dep}"
+            if not entry[1].completed:
+                return f"Dependency task not completed: {dep}"
+        return None
+
+    async def _execute(self, task: PlanTask) -> TaskResult:
+        try:
+            engine = self.engine_for(task)
+        except RadiumError as exc:
+            task.attempts += 1
+            return TaskResult(task.id, False, error=exc, attempts=task.attempts)
+        return await self.execute_task_with_retry(task, engine)
+
+    async def _start_task(self, iteration: Iteration, task: PlanTask, state: "_RunState") -> None:
+        task.set_status(TaskStatus.IN_PROGRESS)
+        task.started_at = utc_now_iso()
+        task.completed_at = None
+        task.duration_ms = None
+        iteration.refresh_status()
+        if self.store is not None and self.config.save_prompts:
+            try:
+                self.store.write_prompt(task.id, self.render_prompt(task))
+            except RadiumError:
+                pass  # the prompt copy is for debugging; the task itself will report real problems
+        agent = self.agent_for(task)
+        engine = self._engines.get(
+            agent.engine_settings(self.workdir, engine=self.config.engine_override, model=self.config.model_override)
+        ) if agent is not None else None
+        completed, total = state.manifest.counts() if state.counts is None else state.counts
+        state.counts = (completed, total)
+        self.emit(
+            Event(
+                "task_started",
+                {
+                    "task_id": task.id,
+                    "title": task.title,
+                    "iteration_id": iteration.id,
+                    "iteration_number": iteration.number,
+                    "agent_id": task.agent_id,
+                    "engine": engine.name if engine else None,
+                    "model": engine.model if engine else None,
+                    "completed_tasks": completed,
+                    "total_tasks": total,
+                    "elapsed_s": round(self._clock() - state.started, 3),
+                },
+            )
+        )
+        await self._checkpoint(state.manifest)
+
+    async def _complete(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+        if self.store is not None:
+            task.output_path = self.store.write_output(task.id, result.output or "")
+        task.set_status(TaskStatus.COMPLETED)
+        task.completed_at = utc_now_iso()
+        task.duration_ms = result.duration_ms
+        task.usage = result.usage
+        task.last_error = None
+        iteration.refresh_status()
+        completed, total = state.counts or state.manifest.counts()
+        completed += 1
+        state.counts = (completed, total)
+        state.completed_now += 1
+        if result.usage:
+            state.prompt_tokens += result.usage.prompt_tokens
+            state.completion_tokens += result.usage.completion_tokens
+        await self._checkpoint(state.manifest)
+        self.emit(
+            Event(
+                "task_completed",
+                {
+                    "task_id": task.id,
+                    "title": task.title,
+                    "attempts": task.attempts,
+                    "duration_ms": result.duration_ms,
+                    "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
+                    "completion_tokens": result.usage.completion_tokens if result.usage else None,
+                    "output_path": task.output_path,
+                    "completed_tasks": completed,
+                    "total_tasks": total,
+                    "percent": math.floor(completed * 100 / total) if total else 0,
+                },
+            )
+        )
+
+    async def _fail(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+        error = result.error or ModelExecutionError("task failed without an error")
+        task.set_status(TaskStatus.FAILED)
+        task.completed_at = utc_now_iso()
+        task.duration_ms = result.duration_ms
+        task.usage = result.usage
+        task.last_error = TaskErrorRecord(category=error.category.value, message=str(error), kind=error.kind)
+        iteration.refresh_status()
+        if result.usage:
+            state.prompt_tokens += result.usage.prompt_tokens
+            state.completion_tokens += result.usage.completion_tokens
+        state.failures.append((task.id, error))
+        self.emit(
+            Event(
+                "task_failed",
+                {
+                    "task_id": task.id,
+                    "title": task.title,
+                    "attempts": task.attempts,
+                    "category": error.category.value,
+                    "kind": error.kind,
+                    "message": str(error),
+                },
+            )
+        )
+        self._block_dependents(task.id, state)
+        await self._checkpoint(state.manifest)
+
+    def _block_dependents(self, failed_id: str, state: "_RunState") -> None:
+        """Mark every task that (transitively) depends on ``failed_id`` as blocked."""
+        if state.dependents is None:
+            state.dependents = {}
+            for _, other in state.manifest.tasks():
+                for dep in other.dependencies:
+                    state.dependents.setdefault(dep, []).append(other.id)
+        queue = [(failed_id, dependent) for dependent in state.dependents.get(failed_id, ())]
+        while queue:
+            cause, task_id = queue.pop(0)
+            iteration, task = self._index[task_id]
+            if task.completed or task.status in (TaskStatus.BLOCKED, TaskStatus.IN_PROGRESS):
+                continue
+            self._block(task, f"Dependency task not completed: {cause}", state)
+            iteration.refresh_status()
+            queue.extend((task_id, dependent) for dependent in state.dependents.get(task_id, ()))
+
+    def _block(self, task: PlanTask, reason: str, state: "_RunState") -> None:
+        task.set_status(TaskStatus.BLOCKED)
+        state.blocked[task.id] = reason
+        self.emit(Event("task_blocked", {"task_id": task.id, "title": task.title, "reason": reason}))
+
+    async def _checkpoint(self, manifest: PlanManifest) -> None:
+        if self.store is None:
+            return
+        text = manifest.to_json()
+        await asyncio.to_thread(self.store.save, manifest, text)
+
+    def _save_after_cancel(self, manifest: PlanManifest, state: "_RunState") -> None:
+        """Return in-flight tasks to pending and save, synchronously (cannot be interrupted)."""
+        for runner, task in list(state.running.items()):
+            runner.cancel()
+            if not task.completed:
+                task.set_status(TaskStatus.PENDING)
+                task.started_at = None
+                state.interrupted.append(task.id)
+        for iteration in manifest.iterations:
+            iteration.refresh_status()
+        if self.store is not None:
+            self.store.save(manifest)
+
+    def _finish(self, manifest: PlanManifest, state: "_RunState", outcome: str) -> RunResult:
+        completed, total = manifest.counts()
+        failed = sum(1 for _, t in manifest.tasks() if t.status is TaskStatus.FAILED)
+        blocked = sum(1 for _, t in manifest.tasks() if t.status is TaskStatus.BLOCKED)
+        remaining = total - completed
+        label = self.config.plan_label or "PLAN"
+        limit = self.config.run_mode.limit
+        if outcome == "completed" and remaining:
+            outcome = "filtered"
+        messages = {
+            "completed": "All tasks completed. Execution finished.",
+            "bound_reached": f"Reached maximum iterations ({limit}). Stopping execution.",
+            "sanity_limit": f"Reached sanity limit ({CONTINUOUS_SANITY_LIMIT}). Stopping execution.",
+            "failed": "Execution stopped: a task failed.",
+            "blocked": "Execution finished with blocked tasks.",
+            "interrupted": "Execution aborted by user. Progress saved to plan_manifest.json",
+            "filtered": "Selected tasks finished.",
+        }
+        exit_codes = {
+            "failed": ExitCode.TASK_FAILED,
+            "blocked": ExitCode.TASK_FAILED,
+            "interrupted": ExitCode.SIGINT,
+        }
+        if outcome == "completed":
+            next_command = f"rad status {label}"
+        elif outcome in ("failed", "blocked"):
+            next_command = f"rad craft {label} --resume"
+        else:
+            next_command = f"rad craft {label} --resume" if remaining else f"rad status {label}"
+        return RunResult(
+            outcome=outcome,
+            exit_code=int(exit_codes.get(outcome, ExitCode.OK)),
+            message=messages[outcome],
+            completed=completed,
+            failed=failed,
+            blocked=blocked,
+            remaining=remaining - failed - blocked,
+            total=total,
+            retries=self.retries,
+            prompt_tokens=state.prompt_tokens,
+            completion_tokens=state.completion_tokens,
+            wall_ms=self._ms_since(state.started),
+            next_command=next_command,
+            failures=list(state.failures),
+            blocked_reasons=dict(state.blocked),
+            interrupted_tasks=list(state.interrupted),
+        )
+
+    @staticmethod
+    def _result_fields(result: RunResult) -> dict[str, object]:
+        return {
+            "outcome": result.outcome,
+            "exit_code": result.exit_code,
+            "message": result.message,
+            "completed": result.completed,
+            "failed": result.failed,
+            "blocked": result.blocked,
+            "remaining": result.remaining,
+            "total": result.total,
+            "retries": result.retries,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "wall_ms": result.wall_ms,
+            "next_command": result.next_command,
+            "interrupted_tasks": result.interrupted_tasks,
+            "failures": [
+                {"task_id": task_id, "category": e.category.value, "kind": e.kind, "message": str(e)}
+                for task_id, e in result.failures
+            ],
+            "blocked_tasks": result.blocked_reasons,
+        }
+
+
+@dataclass
+class _RunState:
+    """Mutable bookkeeping of one ``run()`` call."""
+
+    manifest: PlanManifest
+    started: float
+    counts: tuple[int, int] | None = None
+    completed_now: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failures: list[tuple[str, RadiumError]] = field(default_factory=list)
+    blocked: dict[str, str] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)
+    running: dict = field(default_factory=dict)
+    dependents: dict[str, list[str]] | None = None
+
+
+def format_elapsed(seconds: float) -> str:
+    """``H:MM:SS`` as in the seed's progress line (``0:05:23``)."""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,206 @@
+"""Workspaces and plan lookup.
+
+A workspace is a directory holding ``.radium/``. It is found, in order, from
+the ``-w/--workspace`` option, the ``RADIUM_WORKSPACE`` variable, or by
+searching upward from the current directory.
+
+Plans live in ``.radium/plan/<stage>/REQ-NNN-<slug>/``. A PLAN argument may be
+a requirement id (``REQ-1`` = ``REQ-001``, matched by number, so ``REQ-1``
+never matches ``REQ-10``), a plan folder name (``REQ-001-my-feature``), a plan
+directory, or a path to a ``plan_manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from radium.errors import InvalidDataError, PlanNotFoundError, WorkspaceNotFoundError
+from radium.models import PlanMetadata
+from radium.store import MANIFEST_RELATIVE, PlanStore, atomic_write_text, load_metadata
+
+STAGES: tuple[str, ...] = ("backlog", "development", "review", "testing", "docs")
+WORKSPACE_ENV = "RADIUM_WORKSPACE"
+_FOLDER_REQ = re.compile(r"^REQ-(\d+)(?:-|$)", re.IGNORECASE)
+_BARE_REQ = re.compile(r"^REQ-(\d+)$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class PlanRef:
+    """Where a plan lives. ``stage`` is None for a plan outside the stage folders."""
+
+    plan_dir: Path
+    manifest_path: Path
+    stage: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.plan_dir.name
+
+    def store(self) -> PlanStore:
+        return PlanStore(self.plan_dir, self.manifest_path)
+
+    def metadata(self) -> PlanMetadata | None:
+        path = self.plan_dir / "plan.json"
+        return load_metadata(path) if path.is_file() else None
+
+
+class Workspace:
+    """A Radium workspace rooted at ``root`` (the directory that contains ``.radium/``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.radium_dir = root / ".radium"
+        self.plans_dir = self.radium_dir / "plan"
+        self.config_path = self.radium_dir / "config.toml"
+        self.counter_path = self.radium_dir / "requirement-counter.json"
+        self._config: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------ creation and discovery
+
+    @classmethod
+    def init(cls, path: Path) -> tuple["Workspace", bool]:
+        """Create (or complete) a workspace at ``path``; returns it and whether it was new."""
+        path = path.resolve()
+        created = not (path / ".radium").is_dir()
+        workspace = cls(path)
+        for stage in STAGES:
+            (workspace.plans_dir / stage).mkdir(parents=True, exist_ok=True)
+        return workspace, created
+
+    @classmethod
+    def discover(cls, explicit: Path | None = None, cwd: Path | None = None) -> "Workspace":
+        """Find the workspace: explicit option, then ``RADIUM_WORKSPACE``, then upward search."""
+        chosen = explicit or (Path(os.environ[WORKSPACE_ENV]) if os.environ.get(WORKSPACE_ENV) else None)
+        if chosen is not None:
+            chosen = chosen.expanduser().resolve()
+            if not (chosen / ".radium").is_dir():
+                raise WorkspaceNotFoundError(
+                    f"{chosen} is not a Radium workspace (no .radium/ directory)",
+                    hint=f"run `rad init {chosen}` or point --workspace/{WORKSPACE_ENV} elsewhere",
+                )
+            return cls(chosen)
+        start = (cwd or Path.cwd()).resolve()
+        for directory in (start, *start.parents):
+            if (directory / ".radium").is_dir():
+                return cls(directory)
+        raise WorkspaceNotFoundError(
+            f"no Radium workspace in {start} or any parent directory",
+            hint="run `rad init` here, or pass --workspace DIR",
+        )
+
+    # ------------------------------------------------------------ config
+
+    def config(self) -> dict[str, Any]:
+        """``.radium/config.toml`` as a dict ({} when absent)."""
+        if self._config is None:
+            self._config = load_toml(self.config_path) if self.config_path.is_file() else {}
+        return self._config
+
+    # ------------------------------------------------------------ plans
+
+    def plans(self) -> list[PlanRef]:
+        """Every plan folder with a manifest, sorted by requirement number then name."""
+        found: list[PlanRef] = []
+        for stage in STAGES:
+            stage_dir = self.plans_dir / stage
+            if not stage_dir.is_dir():
+                continue
+            for child in stage_dir.iterdir():
+                manifest = child / MANIFEST_RELATIVE
+                if child.is_dir() and manifest.is_file():
+                    found.append(PlanRef(child, manifest, stage))
+
+        def order(ref: PlanRef) -> tuple[int, str]:
+            match = _FOLDER_REQ.match(ref.name)
+            return (int(match.group(1)) if match else 1 << 30, ref.name)
+
+        return sorted(found, key=order)
+
+    def find_plan(self, identifier: str, cwd: Path | None = None) -> PlanRef:
+        """Resolve a PLAN argument (see module docstring) to a plan."""
+        candidate = Path(identifier).expanduser()
+        if not candidate.is_absolute():
+            candidate = (cwd or Path.cwd()) / candidate
+        if candidate.is_file():
+            return _ref_for_manifest(candidate.resolve())
+        if candidate.is_dir():
+            for manifest in (candidate / MANIFEST_RELATIVE, candidate / "plan_manifest.json"):
+                if manifest.is_file():
+                    return _ref_for_manifest(manifest.resolve())
+            raise PlanNotFoundError(
+                f"{candidate} has no plan/plan_manifest.json", hint="create the plan with `rad plan`"
+            )
+        plans = self.plans()
+        bare = _BARE_REQ.match(identifier.strip())
+        if bare:
+            number = int(bare.group(1))
+            matches = [p for p in plans if (m := _FOLDER_REQ.match(p.name)) and int(m.group(1)) == number]
+        else:
+            matches = [p for p in plans if p.name == identifier]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            names = ", ".join(f"{m.stage}/{m.name}" for m in matches)
+            raise PlanNotFoundError(
+                f"{identifier} matches several plans: {names}", hint="name the plan folder instead"
+            )
+        available = ", ".join(p.name for p in plans[:10]) or "none"
+        raise PlanNotFoundError(
+            f"no plan {identifier!r} in workspace {self.root}",
+            hint=f"plans here: {available}; see `rad status`",
+        )
+
+    # ------------------------------------------------------------ requirement ids
+
+    def next_requirement_number(self) -> int:
+        """The number ``rad plan`` would use next (does not consume it).
+
+        It is the counter file's ``next`` but never a number an existing plan
+        folder already uses, so a hand-copied plan cannot cause a clash.
+        """
+        counter = 1
+        if self.counter_path.is_file():
+            try:
+                counter = int(json.loads(self.counter_path.read_text(encoding="utf-8"))["next"])
+            except (OSError, ValueError, KeyError, TypeError):
+                raise InvalidDataError(
+                    f"{self.counter_path}: expected {{\"next\": N}}", hint="fix or delete the file"
+                ) from None
+        used = [int(m.group(1)) for p in self.plans() if (m := _FOLDER_REQ.match(p.name))]
+        return max([counter, *(n + 1 for n in used)])
+
+    def consume_requirement_number(self, number: int) -> None:
+        """Record that ``number`` is taken (call only after the plan was created)."""
+        current = self.next_requirement_number()
+        atomic_write_text(self.counter_path, json.dumps({"next": max(current, number + 1)}))
+
+
+def _ref_for_manifest(manifest: Path) -> PlanRef:
+    # <plan_dir>/plan/plan_manifest.json is the standard layout; anything else
+    # uses the manifest's own directory as the plan folder.
+    parent = manifest.parent
+    if parent.name == "plan" and (parent.parent / "plan.json").is_file():
+        plan_dir = parent.parent
+    elif parent.name == "plan":
+        plan_dir = parent.parent
+    else:
+        plan_dir = parent
+    stage = plan_dir.parent.name if plan_dir.parent.name in STAGES else None
+    return PlanRef(plan_dir, manifest, stage)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Parse a TOML file; a malformed one is an ``InvalidDataError`` naming file and line."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidDataError(f"{path}: invalid TOML: {exc}", hint="fix the syntax") from None
+    except OSError as exc:
+        raise InvalidDataError(f"cannot read {path}: {exc.strerror}") from None
