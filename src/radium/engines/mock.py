@@ -1,6 +1,7 @@
 """The offline ``mock`` engine: deterministic answers and scripted failures.
 
-It answers ``Mock response (model <model>) for:`` followed by the whole prompt,
+It answers ``Mock response (model <model>) for:`` followed by the whole prompt (less
+its ``mock-`` directive lines),
 so what the model was sent is visible in each task's output. Token usage is
 the word count of the prompt and of the answer.
 
@@ -46,6 +47,7 @@ from radium import errors
 
 _FAIL_LINE = re.compile(r"^\s*mock-fail:\s*(.+?)\s*$", re.MULTILINE)
 _DELAY_LINE = re.compile(r"^\s*mock-delay-ms:\s*(\d+)\s*$", re.MULTILINE)
+_DIRECTIVE_LINE = re.compile(r"^\s*mock-(?:fail|delay-ms):.*(?:\n|$)", re.MULTILINE)
 _ITEM = re.compile(r"^(?P<kind>[a-z_]+)(?:\((?P<arg>[^)]*)\))?(?:\*(?P<count>\d+|always))?$")
 ALWAYS = -1
 
@@ -140,6 +142,9 @@ class MockEngine(Engine):
         failure = _failure_for(parse_script(prompt), attempt_index)
         if failure is not None:
             raise _RAISERS[failure.kind](failure.arg)
-        text = f"Mock response (model {self.model}) for:\n{prompt}"
+        # Directive lines are left out of the echo so that they do not reach
+        # (and script) the tasks that receive this output as a dependency.
+        echoed = _DIRECTIVE_LINE.sub("", prompt)
+        text = f"Mock response (model {self.model}) for:\n{echoed}"
         usage = Usage(prompt_tokens=len(prompt.split()), completion_tokens=len(text.split()))
         return EngineResponse(text=text, usage=usage, model=self.model)

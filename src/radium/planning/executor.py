@@ -545,6 +545,36 @@ class PlanExecutor:
                         hint=f"run it first (rad craft {self.config.plan_label} --task {dep}) or drop the filter",
                     )
 
+    def planned_order(
+        self, selected: list[tuple[Iteration, list[PlanTask]]]
+    ) -> list[tuple[Iteration, list[PlanTask]]]:
+        """The order a run would take if every task succeeded (for ``--dry-run``).
+
+        Applies the iteration bound, and within an iteration the same rule as
+        the scheduler: dependency order, file order among independent tasks.
+        """
+        planned = []
+        for iteration, tasks in selected[: self.config.run_mode.limit]:
+            in_run = {t.id for t in tasks}
+            waiting = {t.id: sum(dep in in_run for dep in t.dependencies) for t in tasks}
+            dependents: dict[str, list[str]] = {}
+            for task in tasks:
+                for dep in task.dependencies:
+                    if dep in in_run:
+                        dependents.setdefault(dep, []).append(task.id)
+            ready = [(self._position[t.id], t.id) for t in tasks if waiting[t.id] == 0]
+            heapq.heapify(ready)
+            order: list[PlanTask] = []
+            while ready:
+                _, task_id = heapq.heappop(ready)
+                order.append(self._index[task_id][1])
+                for dependent in dependents.get(task_id, ()):
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        heapq.heappush(ready, (self._position[dependent], dependent))
+            planned.append((iteration, order))
+        return planned
+
     async def run(self, manifest: PlanManifest) -> RunResult:
         """Run the plan: the whole loop, from validation to the final checkpoint."""
         started = self._clock()
@@ -598,7 +628,11 @@ class PlanExecutor:
                     break
             await self._checkpoint(manifest)
         except asyncio.CancelledError:
+            runners = list(state.running)
             self._save_after_cancel(manifest, state)
+            if runners:
+                # Let cancelled calls clean up (kill subprocess groups, close sockets).
+                await asyncio.wait(runners, timeout=5)
             result = self._finish(manifest, state, "interrupted")
             self.emit(Event("run_finished", self._result_fields(result)))
             raise
@@ -697,10 +731,10 @@ class PlanExecutor:
                 self.store.write_prompt(task.id, self.render_prompt(task))
             except RadiumError:
                 pass  # the prompt copy is for debugging; the task itself will report real problems
-        agent = self.agent_for(task)
-        engine = self._engines.get(
-            agent.engine_settings(self.workdir, engine=self.config.engine_override, model=self.config.model_override)
-        ) if agent is not None else None
+        try:
+            engine: Engine | None = self.engine_for(task)
+        except RadiumError:
+            engine = None  # reported when the task runs
         completed, total = state.manifest.counts() if state.counts is None else state.counts
         state.counts = (completed, total)
         self.emit(

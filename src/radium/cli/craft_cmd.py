@@ -1,0 +1,161 @@
+"""``rad craft``: execute a plan."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from radium.errors import ExitCode, PlanNotFoundError
+
+_SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM}
+
+
+@click.command()
+@click.argument("plan", required=False)
+@click.option("--iterations", type=int, metavar="N", help="Bounded mode: run at most N plan iterations. [default: 5]")
+@click.option("--yolo", is_flag=True, default=None, help="Continuous mode: run until complete (sanity limit 1000).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint, saying where it resumes.")
+@click.option("--restart", is_flag=True, help="Forget recorded progress and run every task again.")
+@click.option("--iteration", "only_iteration", metavar="ID", help="Run only this iteration (e.g. I2).")
+@click.option("--task", "only_task", metavar="ID", help="Run only this task (e.g. I2.T3).")
+@click.option("--dry-run", is_flag=True, help="Validate and list what would run, in order; call nothing.")
+@click.option("--show-prompts", is_flag=True, help="With --dry-run: print each task's rendered prompt.")
+@click.option("--json", "json_output", is_flag=True, help="Machine output: one JSON event per line on stdout.")
+@click.option(
+    "--context-file",
+    "context_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Inject this file into every prompt (repeatable).",
+)
+@click.option("--max-retries", type=int, metavar="N", help="Retries after the first attempt. [default: 3]")
+@click.option("--base-delay-ms", type=int, metavar="MS", help="Backoff base: base * 2^retry. [default: 1000]")
+@click.option("--max-delay-ms", type=int, metavar="MS", help="Cap on one backoff wait. [default: 60000]")
+@click.option("--jitter", is_flag=True, default=None, help="Multiply each wait by a random factor in [0.5, 1).")
+@click.option(
+    "--max-retry-after-s",
+    type=float,
+    metavar="S",
+    help="Fail instead of waiting when a server asks for a longer Retry-After. [default: 300]",
+)
+@click.option("--timeout-s", type=float, metavar="S", help="Per-attempt time limit for every agent.")
+@click.option("--parallel", type=int, metavar="N", help="Run up to N ready tasks at once. [default: 1]")
+@click.option("--keep-going", is_flag=True, default=None, help="After a failure, run the tasks not depending on it.")
+@click.option("--engine", metavar="E", help="Override every agent's engine for this run.")
+@click.option("--model", metavar="M", help="Override every agent's model for this run.")
+@click.pass_obj
+def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_run, show_prompts, json_output, **flags):
+    """Execute PLAN: dependency order, retries, a checkpoint after every task.
+
+    PLAN is a requirement id (REQ-001), a plan folder name, a plan directory or
+    a plan_manifest.json path. Without PLAN, the workspace's one unfinished plan
+    is used. Completed tasks are never re-run (unless --restart). Settings can
+    also come from RADIUM_* variables and [execution] in .radium/config.toml;
+    flags win over the environment, which wins over the file.
+    """
+    from radium.agents import discover_agents
+    from radium.cli.output import HumanRenderer, JsonRenderer, warn
+    from radium.planning.executor import ExecutionConfig, PlanExecutor, RunMode
+    from radium.prompts import format_context_files, gather_context_files
+    from radium.retry import RetryPolicy
+    from radium.settings import resolve_settings
+
+    workspace = settings_obj.workspace()
+    ref = workspace.find_plan(plan) if plan else _only_unfinished_plan(workspace)
+    settings, explicit = resolve_settings(flags, workspace.config(), config_path=str(workspace.config_path))
+    agents = discover_agents(workspace)
+    agents.raise_if_errors()
+    for note in agents.warnings:
+        warn(note)
+    context_paths = [workspace.root / p for p in settings.context_files]
+    context = format_context_files(gather_context_files(workspace.root, ref.plan_dir, context_paths))
+
+    label = plan or ref.name
+    config = ExecutionConfig(
+        resume=resume,
+        restart=restart,
+        context_files=context or None,
+        run_mode=RunMode.continuous() if settings.yolo else RunMode.bounded(settings.iterations),
+        retry=RetryPolicy(
+            max_retries=settings.max_retries,
+            base_delay_ms=settings.base_delay_ms,
+            max_delay_ms=settings.max_delay_ms,
+            jitter=settings.jitter,
+            max_retry_after_s=settings.max_retry_after_s,
+            timeout_s=settings.timeout_s,
+        ),
+        retry_explicit=explicit,
+        parallel=settings.parallel,
+        keep_going=settings.keep_going,
+        only_iteration=only_iteration,
+        only_task=only_task,
+        dependency_output_chars=settings.dependency_output_chars,
+        engine_override=settings.engine,
+        model_override=settings.model,
+        plan_label=label,
+        state_path=ref.manifest_path,
+    )
+    renderer = JsonRenderer() if json_output else HumanRenderer()
+    store = ref.store()
+    executor = PlanExecutor(config, store=store, agents=agents, workdir=workspace.root, on_event=renderer)
+
+    if dry_run:
+        from radium.cli.dry_run import dry_run as run_dry
+
+        run_dry(executor, store.load(), show_prompts=show_prompts, emit=renderer if json_output else None)
+        return
+
+    with store.lock():
+        manifest = store.load()
+        code = asyncio.run(_run_with_signals(executor, manifest, renderer))
+    raise SystemExit(int(code))
+
+
+async def _run_with_signals(executor, manifest, renderer) -> int:
+    """Run the executor; SIGINT/SIGTERM cancel it (the executor saves), then exit 130/143."""
+    loop = asyncio.get_running_loop()
+    run = asyncio.current_task()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if received:
+            return  # already stopping: the final save runs to completion regardless
+        received.append(signum)
+        run.cancel()
+
+    for signum in _SIGNAL_EXIT:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        result = await executor.run(manifest)
+        return result.exit_code
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return _SIGNAL_EXIT[received[0]]
+    finally:
+        renderer.close()
+        for signum in _SIGNAL_EXIT:
+            loop.remove_signal_handler(signum)
+
+
+def _only_unfinished_plan(workspace):
+    from radium.store import load_manifest
+
+    unfinished = []
+    for ref in workspace.plans():
+        try:
+            if load_manifest(ref.manifest_path).has_incomplete_tasks():
+                unfinished.append(ref)
+        except Exception:
+            unfinished.append(ref)  # a broken plan is a candidate the user must name
+    if len(unfinished) == 1:
+        return unfinished[0]
+    if not unfinished:
+        raise PlanNotFoundError(
+            f"no unfinished plan in workspace {workspace.root}", hint="name one: rad craft REQ-001"
+        )
+    names = ", ".join(r.name for r in unfinished)
+    raise PlanNotFoundError(f"several unfinished plans: {names}", hint="name one: rad craft REQ-001")

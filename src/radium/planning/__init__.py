@@ -1,0 +1,1 @@
+"""Plans: validation, authoring (markdown/JSON parsing, generation) and execution."""
