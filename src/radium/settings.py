@@ -74,7 +74,7 @@ def resolve_settings(
     explicit = set()
     for name, value in flags.items():
         if value is not None and not (isinstance(value, tuple) and not value):
-            merged[name] = list(value) if isinstance(value, tuple) else value
+            merged[name] = [str(v) for v in value] if isinstance(value, tuple) else value
             sources[name] = "--" + name.replace("_", "-")
             explicit.add(name)
     try:

@@ -65,12 +65,15 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
 
     workspace = settings_obj.workspace()
     ref = workspace.find_plan(plan) if plan else _only_unfinished_plan(workspace)
+    # --context-file adds to the configured context files (it does not replace them);
+    # flag paths are relative to where the user typed them, configured ones to the workspace.
+    flag_context = [Path(p).resolve() for p in flags.pop("context_files")]
     settings, explicit = resolve_settings(flags, workspace.config(), config_path=str(workspace.config_path))
     agents = discover_agents(workspace)
     agents.raise_if_errors()
     for note in agents.warnings:
         warn(note)
-    context_paths = [workspace.root / p for p in settings.context_files]
+    context_paths = [workspace.root / p for p in settings.context_files] + flag_context
     context = format_context_files(gather_context_files(workspace.root, ref.plan_dir, context_paths))
 
     label = plan or ref.name

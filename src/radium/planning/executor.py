@@ -670,34 +670,31 @@ class PlanExecutor:
                     dependents.setdefault(dep, []).append(task.id)
 
         running: dict[asyncio.Task[TaskResult], PlanTask] = {}
-        state.running = running
-        try:
-            while True:
-                stop_new = bool(state.failures) and not self.config.keep_going
-                while ready and len(running) < max(1, self.config.parallel) and not stop_new:
-                    _, task_id = heapq.heappop(ready)
-                    task = self._index[task_id][1]
-                    if task.status is TaskStatus.BLOCKED:
-                        continue
-                    await self._start_task(iteration, task, state)
-                    runner = asyncio.ensure_future(self._execute(task))
-                    running[runner] = task
-                if not running:
-                    break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for runner in sorted(done, key=lambda r: self._position[running[r].id]):
-                    task = running.pop(runner)
-                    result = runner.result()
-                    if result.success:
-                        await self._complete(iteration, task, result, state)
-                        for dependent in dependents.get(task.id, ()):
-                            waiting_on[dependent] -= 1
-                            if waiting_on[dependent] == 0:
-                                heapq.heappush(ready, (self._position[dependent], dependent))
-                    else:
-                        await self._fail(iteration, task, result, state)
-        finally:
-            state.running = {}
+        state.running = running  # read by the cancellation handler in run()
+        while True:
+            stop_new = bool(state.failures) and not self.config.keep_going
+            while ready and len(running) < max(1, self.config.parallel) and not stop_new:
+                _, task_id = heapq.heappop(ready)
+                task = self._index[task_id][1]
+                if task.status is TaskStatus.BLOCKED:
+                    continue
+                await self._start_task(iteration, task, state)
+                runner = asyncio.ensure_future(self._execute(task))
+                running[runner] = task
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for runner in sorted(done, key=lambda r: self._position[running[r].id]):
+                task = running.pop(runner)
+                result = runner.result()
+                if result.success:
+                    await self._complete(iteration, task, result, state)
+                    for dependent in dependents.get(task.id, ()):
+                        waiting_on[dependent] -= 1
+                        if waiting_on[dependent] == 0:
+                            heapq.heappush(ready, (self._position[dependent], dependent))
+                else:
+                    await self._fail(iteration, task, result, state)
 
     def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
         if not self.config.check_dependencies:
@@ -735,6 +732,7 @@ class PlanExecutor:
             engine: Engine | None = self.engine_for(task)
         except RadiumError:
             engine = None  # reported when the task runs
+        await self._checkpoint(state.manifest)  # persisted as in_progress before it is announced
         completed, total = state.manifest.counts() if state.counts is None else state.counts
         state.counts = (completed, total)
         self.emit(
@@ -754,7 +752,6 @@ class PlanExecutor:
                 },
             )
         )
-        await self._checkpoint(state.manifest)
 
     async def _complete(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         if self.store is not None:
@@ -849,9 +846,10 @@ class PlanExecutor:
 
     def _save_after_cancel(self, manifest: PlanManifest, state: "_RunState") -> None:
         """Return in-flight tasks to pending and save, synchronously (cannot be interrupted)."""
-        for runner, task in list(state.running.items()):
+        for runner in state.running:
             runner.cancel()
-            if not task.completed:
+        for _, task in manifest.tasks():
+            if task.status is TaskStatus.IN_PROGRESS:
                 task.set_status(TaskStatus.PENDING)
                 task.started_at = None
                 state.interrupted.append(task.id)
