@@ -120,11 +120,13 @@ def format_duration_ms(ms: float) -> str:
 def parse_retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from ``retry-after-ms``, ``Retry-After`` (seconds or HTTP date), or None.
 
-    ``headers`` must be case-insensitive (httpx headers are). Unparseable values
-    are ignored: a garbled header must not turn a retryable error into a crash.
+    ``headers`` is any mapping (SDK header objects or a plain dict); names are
+    matched case-insensitively. Unparseable values are ignored: a garbled
+    header must not turn a retryable error into a crash.
     """
     if not headers:
         return None
+    headers = {str(name).lower(): value for name, value in headers.items()}
     raw_ms = headers.get("retry-after-ms")
     if raw_ms:
         try:

@@ -1,0 +1,188 @@
+"""Bad input: one clear error line on stderr, a documented exit code, no traceback,
+and the manifest left exactly as it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from helpers import make_workspace, manifest, plan_dir, run_rad, task, write_agent
+
+BASE = manifest([task("I1.T1"), task("I1.T2", deps=["I1.T1"])])
+
+
+def assert_one_error_line(result, *fragments: str, code: int = 2) -> None:
+    assert result.returncode == code, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def _set_first_task(text: str, **fields) -> str:
+    data = json.loads(text)
+    data["iterations"][0]["tasks"][0].update(fields)
+    return json.dumps(data)
+
+
+def manifest_path(ws: Path) -> Path:
+    return plan_dir(ws) / "plan" / "plan_manifest.json"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "fragments"),
+    [
+        (lambda text: text[: len(text) // 2], ["plan_manifest.json", "not valid JSON", "line"]),
+        (lambda text: _set_first_task(text, number="one"), ["iterations[0].tasks[0].number"]),
+        (lambda text: json.dumps({**json.loads(text), "project_name": 42}), ["project_name"]),
+        (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "iterations"}), ["iterations", "Field required"]),
+        (lambda text: text.replace('"title": "Task I1.T2",', "", 1), ["iterations[0].tasks[1].title", "Field required"]),
+        (lambda text: "", ["not valid JSON"]),
+    ],
+    ids=["truncated", "wrong-type-number", "wrong-type-name", "missing-iterations", "missing-title", "empty"],
+)
+def test_malformed_manifest(tmp_path: Path, mutate, fragments) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    path = manifest_path(ws)
+    path.write_text(mutate(path.read_text()))
+    before = path.read_bytes()
+    result = run_rad("craft", "REQ-001", cwd=ws)
+    assert_one_error_line(result, *fragments)
+    assert path.read_bytes() == before
+
+
+def test_unknown_agent(tmp_path: Path) -> None:
+    plan = manifest([task("I1.T1", agent="wirter")])
+    ws = make_workspace(tmp_path / "ws", plan)
+    before = manifest_path(ws).read_bytes()
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "I1.T1", "wirter", "writer")
+    assert manifest_path(ws).read_bytes() == before
+
+
+def test_missing_prompt_file(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    (ws / "prompts" / "writer.md").unlink()
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "agent writer", "prompt file", "writer.md")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ('[agent\nid = "writer"\n', ["writer.toml", "invalid TOML"]),
+        ('[agent]\nid = "writer"\nname = "W"\n', ["writer.toml", "prompt_path", "Field required"]),
+        ('[agent]\nid = "Writer_1"\nname = "W"\nprompt_path = "x.md"\nengine = "mock"\n', ["writer.toml", "kebab-case"]),
+        ('[agent]\nid = "writer"\nname = "W"\nprompt_path = "x.md"\nengine = "gpt"\n', ["writer.toml", "unknown engine 'gpt'"]),
+        ('[agent]\nid = "writer"\nname = "W"\nprompt_path = "x.md"\nengine = "command"\n', ["command = ["]),
+    ],
+    ids=["bad-toml", "missing-field", "bad-id", "unknown-engine", "command-without-argv"],
+)
+def test_bad_agent_file(tmp_path: Path, content: str, fragments: list[str]) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    (ws / "agents" / "writer.toml").write_text(content)
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), *fragments)
+
+
+def test_bad_config_and_flags(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    (ws / ".radium" / "config.toml").write_text("[execution]\nretries = 3\n")
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "unknown setting execution.retries")
+    (ws / ".radium" / "config.toml").write_text("[execution\n")
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "config.toml", "invalid TOML")
+    (ws / ".radium" / "config.toml").unlink()
+    assert_one_error_line(run_rad("craft", "REQ-001", "--iterations", "0", cwd=ws), "--iterations")
+    assert_one_error_line(run_rad("craft", "REQ-001", "--max-delay-ms", "10", cwd=ws), "max_delay_ms")
+    usage = run_rad("craft", "REQ-001", "--iterations", "many", cwd=ws)
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+
+
+def test_no_workspace_and_unknown_plan(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=empty), "no Radium workspace", "rad init")
+    assert_one_error_line(run_rad("status", cwd=empty), "no Radium workspace")
+    ws = make_workspace(tmp_path / "ws", BASE)
+    assert_one_error_line(run_rad("craft", "REQ-999", cwd=ws), "REQ-999")
+    assert_one_error_line(run_rad("status", "nope", cwd=ws), "nope")
+
+
+def test_missing_context_file_and_bad_import(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    assert_one_error_line(run_rad("craft", "REQ-001", "--context-file", "nope.md", cwd=ws), "nope.md")
+    (ws / "AGENTS.md").write_text("Rules\n@missing/other.md\n")
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "missing/other.md", "AGENTS.md:2")
+
+
+def test_mock_script_typo_is_a_clear_task_failure(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1", description="mock-fail: rate_limt")]))
+    result = run_rad("craft", "REQ-001", cwd=ws)
+    assert result.returncode == 1 and "bad mock-fail item 'rate_limt'" in result.stdout
+
+
+def test_debug_shows_a_traceback(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    manifest_path(ws).write_text("{")
+    result = run_rad("--debug", "craft", "REQ-001", cwd=ws)
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_original_radium_manifest_loads_runs_and_keeps_unknown_keys(tmp_path: Path) -> None:
+    """A manifest as the original Rust Radium writes it (reference §1.7): no status fields,
+    no trailing newline, extra keys at every level."""
+    original = {
+        "requirement_id": {"number": 1},
+        "project_name": "Test Project",
+        "iterations": [
+            {
+                "id": "I1",
+                "number": 1,
+                "name": "Iteration 1: Setup",
+                "goal": "Set up the project",
+                "tasks": [
+                    {
+                        "id": "I1.T1",
+                        "number": 1,
+                        "title": "Initialize project",
+                        "description": "Create basic structure",
+                        "completed": False,
+                        "agent_id": "setup-agent",
+                        "dependencies": [],
+                        "acceptance_criteria": ["Project structure created"],
+                        "braingrid_task_id": "BG-17",
+                    },
+                    {
+                        "id": "I1.T2",
+                        "number": 2,
+                        "title": "Already done",
+                        "completed": True,
+                        "agent_id": "setup-agent",
+                        "dependencies": [],
+                        "acceptance_criteria": [],
+                    },
+                ],
+                "status": "in_progress",
+                "owner": {"team": "core"},
+            }
+        ],
+        "tech_stack": ["Rust"],
+    }
+    ws = make_workspace(tmp_path / "ws", agents=("setup-agent",))
+    from helpers import write_plan
+
+    directory = write_plan(ws, original)
+    manifest_path(ws).write_text(json.dumps(original, indent=2))  # no trailing newline, as the original
+    result = run_rad("craft", "REQ-001", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert "1/2 tasks already completed" in result.stdout
+    saved = json.loads((directory / "plan" / "plan_manifest.json").read_text())
+    assert saved["tech_stack"] == ["Rust"]
+    assert saved["iterations"][0]["owner"] == {"team": "core"}
+    first = saved["iterations"][0]["tasks"][0]
+    assert first["braingrid_task_id"] == "BG-17"
+    assert first["completed"] is True and first["status"] == "completed"
+    assert saved["requirement_id"] == {"number": 1}
+    assert saved["iterations"][0]["status"] == "completed"
+    assert saved["iterations"][0]["tasks"][1].get("attempts", 0) == 0  # not re-run
+    assert list(saved) [:3] == ["requirement_id", "project_name", "iterations"]
