@@ -25,32 +25,41 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from pydantic import ValidationError
 
 from radium.errors import CheckpointWriteError, InvalidDataError, PlanLockedError
-from radium.models import PlanManifest, PlanMetadata, PlanTask
+from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` atomically and durably (raises ``OSError``)."""
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text`` atomically (raises ``OSError``).
+
+    The replacement is always atomic: readers and crashes see the old or the
+    new file. ``durable`` adds the fsyncs (file, then directory) that make it
+    survive a power cut too; it is skipped for files whose loss only costs a
+    re-run (an ``in_progress`` mark, a prompt copy, ``plan.json``'s summary),
+    because each fsync costs milliseconds on every task.
+    """
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(directory)
+    if durable:
+        _fsync_directory(directory)
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -115,60 +124,213 @@ def load_metadata(path: Path) -> PlanMetadata:
         raise InvalidDataError(format_validation_error(path, exc)) from None
 
 
+class ManifestSerializer:
+    """Renders a manifest's file text, re-serializing only the iterations that changed.
+
+    Each iteration's JSON is cached (already indented for its place in the
+    file) until it is reported changed, so compacting a 10,000-task manifest
+    does not re-serialize 10,000 tasks. The text is identical to
+    ``PlanManifest.to_json()``.
+    """
+
+    def __init__(self) -> None:
+        self._cache: dict[int, str] = {}
+
+    def render(self, manifest: PlanManifest, changed: "Iterable[Iteration] | None" = None) -> str:
+        """The file text; ``changed=None`` means everything may have changed."""
+        if changed is None:
+            self._cache.clear()
+        else:
+            for iteration in changed:
+                self._cache.pop(id(iteration), None)
+        parts = []
+        for iteration in manifest.iterations:
+            text = self._cache.get(id(iteration))
+            if text is None:
+                text = "    " + iteration.model_dump_json(indent=2).replace("\n", "\n    ")
+                self._cache[id(iteration)] = text
+            parts.append(text)
+        top = manifest.model_dump(mode="json", exclude={"iterations"})
+        lines = []
+        for key, value in top.items():
+            rendered = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            lines.append(f"  {json.dumps(key, ensure_ascii=False)}: {rendered}")
+            if key == "project_name":
+                body = "[\n" + ",\n".join(parts) + "\n  ]" if parts else "[]"
+                lines.append(f'  "iterations": {body}')
+        return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def journal_path_for(manifest_path: Path) -> Path:
+    return manifest_path.with_name(manifest_path.stem + ".journal")
+
+
+def apply_journal(manifest: PlanManifest, path: Path) -> int:
+    """Replay task updates journaled after the manifest was last written; return how many.
+
+    Each line holds one task's whole state, so replaying is idempotent. A line
+    that does not parse can only be the last, torn by a crash mid-append: it
+    and anything after it are ignored (that update was never acknowledged).
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise InvalidDataError(f"cannot read checkpoint journal {path}: {exc.strerror}") from None
+    positions = {
+        task.id: (iteration, position)
+        for iteration in manifest.iterations
+        for position, task in enumerate(iteration.tasks)
+    }
+    applied = 0
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            task = PlanTask.model_validate(entry["task"])
+        except (ValueError, KeyError, TypeError, ValidationError):
+            break
+        found = positions.get(task.id)
+        if found is None:
+            continue
+        iteration, position = found
+        iteration.tasks[position] = task
+        if "iteration_status" in entry:
+            iteration.status = entry["iteration_status"]
+        applied += 1
+    return applied
+
+
 class PlanStore:
-    """The files of one plan: manifest (checkpoint), ``plan.json``, task artifacts.
+    """The files of one plan: manifest (checkpoint), journal, ``plan.json``, task artifacts.
 
     ``plan_dir`` is the plan folder (``.../REQ-001-slug``); ``manifest_path`` is
     usually ``plan_dir/plan/plan_manifest.json`` but may be any manifest file a
-    user pointed ``rad craft`` at. Saving is thread-safe: concurrent saves are
-    serialized, so a final save on Ctrl+C waits for an in-flight one instead of
-    racing it.
+    user pointed ``rad craft`` at.
+
+    **Checkpoints are journaled.** Rewriting the whole manifest after every
+    task would make a run quadratic in plan size (a 10,000-task plan would
+    write gigabytes). Instead each task change appends one line (the task's
+    whole state) to ``plan_manifest.journal`` beside the manifest; the manifest
+    itself is rewritten (compacted, and the journal emptied) when the journal
+    outgrows half the manifest, and at every stop. Loading replays the
+    journal, so every reader sees the latest state; the manifest file alone is
+    always valid and at most one compaction behind.
+
+    Text is produced by the caller (on the thread that owns the manifest);
+    the methods that write are safe to call from a worker thread and are
+    serialized by a lock, so a final save on Ctrl+C waits for an in-flight one.
     """
+
+    JOURNAL_MIN_BYTES = 16 * 1024
 
     def __init__(self, plan_dir: Path, manifest_path: Path | None = None) -> None:
         self.plan_dir = plan_dir
         self.manifest_path = manifest_path or plan_dir / MANIFEST_RELATIVE
+        self.journal_path = journal_path_for(self.manifest_path)
         self.metadata_path = plan_dir / "plan.json"
         self.tasks_dir = plan_dir / TASK_ARTIFACTS_RELATIVE
         self._write_lock = threading.Lock()
         self._metadata: PlanMetadata | None = None
+        self._metadata_synced = float("-inf")
+        self._tasks_dir_ready = False
+        self._journal_bytes = 0
+        self._manifest_bytes = 0
         self.saves = 0
+        self.compactions = 0
 
     def load(self) -> PlanManifest:
-        return load_manifest(self.manifest_path)
+        """The manifest with any journaled updates applied."""
+        manifest = load_manifest(self.manifest_path)
+        apply_journal(manifest, self.journal_path)
+        with contextlib.suppress(OSError):
+            self._manifest_bytes = self.manifest_path.stat().st_size
+            self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
+        return manifest
+
+    # ------------------------------------------------------------ checkpoints
+
+    def save(self, manifest: PlanManifest) -> None:
+        """Write the whole manifest durably (and ``plan.json``); empties the journal."""
+        self.write_checkpoint(manifest.to_json(), self.metadata_text(manifest, final=True))
+
+    @staticmethod
+    def journal_line(iteration: Iteration, task: PlanTask) -> str:
+        entry = {"iteration": iteration.id, "iteration_status": iteration.status.value, "task": task.model_dump(mode="json")}
+        return json.dumps(entry, ensure_ascii=False) + "\n"
+
+    def wants_compaction(self, extra_bytes: int) -> bool:
+        """Whether appending ``extra_bytes`` would make the journal outgrow its budget."""
+        return self._journal_bytes + extra_bytes > max(self.JOURNAL_MIN_BYTES, self._manifest_bytes // 2)
+
+    def write_checkpoint(self, manifest_text: str, metadata_text: str | None, *, durable: bool = True) -> None:
+        """Replace the manifest with ``manifest_text`` and empty the journal."""
+        with self._write_lock:
+            try:
+                atomic_write_text(self.manifest_path, manifest_text, durable=durable)
+            except OSError as exc:
+                raise self._write_error(self.manifest_path, exc) from None
+            # The manifest now holds everything the journal held.
+            with contextlib.suppress(FileNotFoundError):
+                self.journal_path.unlink()
+            self._journal_bytes = 0
+            self._manifest_bytes = len(manifest_text)
+            self.saves += 1
+            self.compactions += 1
+            self._write_metadata(metadata_text)
+
+    def append_journal(self, text: str, metadata_text: str | None, *, durable: bool) -> None:
+        """Append task updates; ``durable`` fsyncs them before returning."""
+        with self._write_lock:
+            try:
+                created = not self.journal_path.exists()
+                with open(self.journal_path, "a", encoding="utf-8", newline="") as handle:
+                    handle.write(text)
+                    handle.flush()
+                    if durable:
+                        os.fsync(handle.fileno())
+                if created and durable:
+                    _fsync_directory(self.journal_path.parent)
+            except OSError as exc:
+                raise self._write_error(self.journal_path, exc) from None
+            self._journal_bytes += len(text)
+            self.saves += 1
+            self._write_metadata(metadata_text)
+
+    def metadata_text(self, manifest: PlanManifest, final: bool) -> str | None:
+        """``plan.json``'s new text, on ``final`` saves and otherwise at most once a second.
+
+        Computing it walks the whole plan, so it is throttled; ``None`` means
+        "leave plan.json as it is".
+        """
+        metadata = self.load_metadata()
+        now = time.monotonic()
+        if metadata is None or not (final or now - self._metadata_synced >= 1.0):
+            return None
+        self._metadata_synced = now
+        metadata.sync_with(manifest, int(time.time()))
+        return metadata.to_json()
+
+    def _write_metadata(self, text: str | None) -> None:
+        if text is None:
+            return
+        try:
+            atomic_write_text(self.metadata_path, text, durable=False)  # a summary, derivable
+        except OSError as exc:
+            raise self._write_error(self.metadata_path, exc) from None
+
+    @staticmethod
+    def _write_error(path: Path, exc: OSError) -> CheckpointWriteError:
+        return CheckpointWriteError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}",
+            hint="free disk space or fix permissions, then run `rad craft --resume`",
+        )
 
     def load_metadata(self) -> PlanMetadata | None:
         """``plan.json`` if the plan has one (a bare manifest path may not)."""
         if self._metadata is None and self.metadata_path.is_file():
             self._metadata = load_metadata(self.metadata_path)
         return self._metadata
-
-    def save(self, manifest: PlanManifest, text: str | None = None) -> None:
-        """Checkpoint ``manifest`` (pass ``text`` if it was serialized already).
-
-        Also brings ``plan.json``'s status and counts in step. Raises
-        ``CheckpointWriteError`` if the manifest cannot be written.
-        """
-        if text is None:
-            text = manifest.to_json()
-        with self._write_lock:
-            try:
-                atomic_write_text(self.manifest_path, text)
-            except OSError as exc:
-                raise CheckpointWriteError(
-                    f"cannot write checkpoint {self.manifest_path}: {exc.strerror or exc}",
-                    hint="free disk space or fix permissions, then run `rad craft --resume`",
-                ) from None
-            self.saves += 1
-            metadata = self.load_metadata()
-            if metadata is not None:
-                metadata.sync_with(manifest, int(time.time()))
-                try:
-                    atomic_write_text(self.metadata_path, metadata.to_json())
-                except OSError as exc:
-                    raise CheckpointWriteError(
-                        f"cannot write {self.metadata_path}: {exc.strerror or exc}"
-                    ) from None
 
     # ------------------------------------------------------------ artifacts
 
@@ -185,13 +347,15 @@ class PlanStore:
         return path.relative_to(self.plan_dir).as_posix()
 
     def write_prompt(self, task_id: str, text: str) -> None:
-        """Store the exact prompt a task sent, beside its output, for debugging."""
-        self._write_artifact(self.prompt_path(task_id), text)
+        """Store the exact prompt a task sent, beside its output, for debugging (not fsynced)."""
+        self._write_artifact(self.prompt_path(task_id), text, durable=False)
 
-    def _write_artifact(self, path: Path, text: str) -> None:
+    def _write_artifact(self, path: Path, text: str, durable: bool = True) -> None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, text)
+            if not self._tasks_dir_ready:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._tasks_dir_ready = True
+            atomic_write_text(path, text, durable=durable)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 

@@ -145,12 +145,11 @@ async def _run_with_signals(executor, manifest, renderer) -> int:
 
 
 def _only_unfinished_plan(workspace):
-    from radium.store import load_manifest
 
     unfinished = []
     for ref in workspace.plans():
         try:
-            if load_manifest(ref.manifest_path).has_incomplete_tasks():
+            if ref.store().load().has_incomplete_tasks():
                 unfinished.append(ref)
         except Exception:
             unfinished.append(ref)  # a broken plan is a candidate the user must name

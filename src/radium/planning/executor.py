@@ -57,7 +57,7 @@ from radium.events import Event, EventSink, discard
 from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
 from radium.retry import RetryPolicy, format_duration_ms
-from radium.store import PlanStore, load_manifest
+from radium.store import ManifestSerializer, PlanStore, load_manifest
 
 if TYPE_CHECKING:
     from radium.agents import AgentConfig, AgentRegistry
@@ -212,6 +212,9 @@ class PlanExecutor:
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
         self._position: dict[str, int] = {}
         self._templates: dict[str, str] = {}
+        self._serializer = ManifestSerializer()
+        self._changed: dict[int, Iteration] | None = None  # None: everything changed
+        self._changed_tasks: dict[str, PlanTask] = {}
         self.retries = 0
 
     # ------------------------------------------------------------------ seed API
@@ -223,7 +226,7 @@ class PlanExecutor:
         return manifest
 
     def save_manifest(self, manifest: PlanManifest, path: Path | None = None) -> None:
-        """Write a checkpoint atomically (to the store, or to ``path``)."""
+        """Write the whole manifest atomically and durably (to the store, or to ``path``)."""
         store = self.store if path is None else PlanStore(path.parent.parent, path)
         if store is None:
             raise ValueError("no store configured and no path given")
@@ -479,6 +482,7 @@ class PlanExecutor:
 
         validate_plan(manifest).raise_if_errors()
         self._attach(manifest)
+        self._changed = None
         config = self.config
         for _, task in manifest.tasks():
             if config.restart or not config.skip_completed:
@@ -626,7 +630,7 @@ class PlanExecutor:
                 if state.failures and not self.config.keep_going:
                     outcome = "failed"
                     break
-            await self._checkpoint(manifest)
+            await self._checkpoint(manifest, final=True)
         except asyncio.CancelledError:
             runners = list(state.running)
             self._save_after_cancel(manifest, state)
@@ -718,6 +722,7 @@ class PlanExecutor:
         return await self.execute_task_with_retry(task, engine)
 
     async def _start_task(self, iteration: Iteration, task: PlanTask, state: "_RunState") -> None:
+        self._touch(task)
         task.set_status(TaskStatus.IN_PROGRESS)
         task.started_at = utc_now_iso()
         task.completed_at = None
@@ -732,7 +737,9 @@ class PlanExecutor:
             engine: Engine | None = self.engine_for(task)
         except RadiumError:
             engine = None  # reported when the task runs
-        await self._checkpoint(state.manifest)  # persisted as in_progress before it is announced
+        # Persisted before it is announced; not fsynced: if this mark is lost the
+        # task is pending, which is exactly what a lost in_progress task becomes.
+        await self._checkpoint(state.manifest, durable=False)
         completed, total = state.manifest.counts() if state.counts is None else state.counts
         state.counts = (completed, total)
         self.emit(
@@ -756,6 +763,7 @@ class PlanExecutor:
     async def _complete(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         if self.store is not None:
             task.output_path = self.store.write_output(task.id, result.output or "")
+        self._touch(task)
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
@@ -790,6 +798,7 @@ class PlanExecutor:
 
     async def _fail(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         error = result.error or ModelExecutionError("task failed without an error")
+        self._touch(task)
         task.set_status(TaskStatus.FAILED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
@@ -833,16 +842,44 @@ class PlanExecutor:
             iteration.refresh_status()
             queue.extend((task_id, dependent) for dependent in state.dependents.get(task_id, ()))
 
+    def _touch(self, task: PlanTask) -> Iteration:
+        """Note that ``task``'s iteration changed (for the next checkpoint); return it."""
+        iteration = self._index[task.id][0]
+        if self._changed is not None:
+            self._changed[id(iteration)] = iteration
+        self._changed_tasks[task.id] = task
+        return iteration
+
     def _block(self, task: PlanTask, reason: str, state: "_RunState") -> None:
+        self._touch(task)
         task.set_status(TaskStatus.BLOCKED)
         state.blocked[task.id] = reason
         self.emit(Event("task_blocked", {"task_id": task.id, "title": task.title, "reason": reason}))
 
-    async def _checkpoint(self, manifest: PlanManifest) -> None:
-        if self.store is None:
+    async def _checkpoint(self, manifest: PlanManifest, *, durable: bool = True, final: bool = False) -> None:
+        """Persist every change since the last checkpoint.
+
+        Normally that is one journal line per changed task; the whole manifest
+        is rewritten (compacted) at a stop, after ``prepare`` and whenever the
+        store says the journal has grown enough. Text is produced here, on the
+        loop thread that owns the manifest; only the I/O runs in a worker
+        thread, so the event loop keeps serving parallel tasks meanwhile.
+        """
+        store = self.store
+        if store is None:
             return
-        text = manifest.to_json()
-        await asyncio.to_thread(self.store.save, manifest, text)
+        journal = "".join(store.journal_line(self._index[t.id][0], t) for t in self._changed_tasks.values())
+        self._changed_tasks = {}
+        if final or self._changed is None or store.wants_compaction(len(journal)):
+            changed = None if self._changed is None else self._changed.values()
+            text = self._serializer.render(manifest, changed)
+            self._changed = {}
+            metadata = store.metadata_text(manifest, final=True)
+            await asyncio.to_thread(store.write_checkpoint, text, metadata, durable=True)
+            return
+        metadata = store.metadata_text(manifest, final=False)
+        if journal or metadata:
+            await asyncio.to_thread(store.append_journal, journal, metadata, durable=durable)
 
     def _save_after_cancel(self, manifest: PlanManifest, state: "_RunState") -> None:
         """Return in-flight tasks to pending and save, synchronously (cannot be interrupted)."""
@@ -856,7 +893,8 @@ class PlanExecutor:
         for iteration in manifest.iterations:
             iteration.refresh_status()
         if self.store is not None:
-            self.store.save(manifest)
+            text = self._serializer.render(manifest, None)
+            self.store.write_checkpoint(text, self.store.metadata_text(manifest, final=True))
 
     def _finish(self, manifest: PlanManifest, state: "_RunState", outcome: str) -> RunResult:
         completed, total = manifest.counts()
