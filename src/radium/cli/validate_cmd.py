@@ -1,0 +1,76 @@
+"""``rad validate``: check a plan without running it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("plan_id", metavar="PLAN")
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "errors", "warnings"} as JSON.')
+@click.option("--no-prompts", is_flag=True, help="Do not check that agents' prompt files are readable.")
+@click.pass_obj
+def validate(settings, plan_id: str, as_json: bool, no_prompts: bool) -> None:  # noqa: ANN001
+    """Check PLAN without running it.
+
+    Errors: duplicate ids, unknown dependencies, dependency cycles,
+    dependencies on a later iteration, tasks with no agent or an unknown one,
+    unreadable prompt files. Warnings: empty iterations, unknown template
+    variables, duplicate agent files. Exit 0 when there are no errors
+    (warnings allowed), 2 when there are.
+
+    PLAN is a requirement id (REQ-001), a plan folder name, a plan directory,
+    or a path to a plan_manifest.json.
+    """
+    from radium.agents import discover_agents
+    from radium.errors import ExitCode
+    from radium.planning.validation import Problem, validate_plan
+
+    workspace = settings.workspace()
+    ref = workspace.find_plan(plan_id)
+    manifest = ref.store().load()
+    registry = discover_agents(workspace)
+    report = validate_plan(manifest, registry, check_prompts=not no_prompts)
+    # An agent file that does not load explains "unknown agent" errors: show it.
+    agent_file_errors = [Problem("invalid-agent-file", f"invalid agent file {e}") for e in registry.errors]
+    warnings = [*report.warnings, *agent_file_errors]
+
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "plan": str(ref.manifest_path),
+                    "errors": [p.to_dict() for p in report.errors],
+                    "warnings": [p.to_dict() for p in warnings],
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    else:
+        for problem in report.errors:
+            click.echo(f"error [{problem.code}]: {problem.message}")
+        for problem in warnings:
+            click.echo(f"warning [{problem.code}]: {problem.message}")
+        _, total = manifest.counts()
+        where = ref.name if ref.stage else str(ref.manifest_path)
+        label = (
+            f"{where} ({manifest.project_name}, {_count(len(manifest.iterations), 'iteration')}, "
+            f"{_count(total, 'task')})"
+        )
+        if report.errors:
+            click.echo(
+                f"✗ {label}: {_count(len(report.errors), 'error')}, {_count(len(warnings), 'warning')}"
+            )
+        else:
+            extra = f" ({_count(len(warnings), 'warning')})" if warnings else ""
+            click.echo(f"✓ {label} is valid{extra}")
+    if report.errors:
+        raise click.exceptions.Exit(int(ExitCode.USAGE))
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

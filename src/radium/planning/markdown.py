@@ -1,0 +1,767 @@
+"""The plan file formats: markdown (read and written) and JSON (read).
+
+The markdown format (the full description, with an example, is in
+``docs/plan-format.md``)::
+
+    # Project title
+    Optional project description (free text, kept).
+
+    ## Tech Stack                       any "##" heading that is not an iteration:
+    - Python                            kept, heading and all, in the project description
+
+    ## Iteration 1: Setup               iteration I1, name "Setup"
+    Goal: Have a repository             the iteration's goal
+    Free text here is the iteration's description.
+
+    1. **Create the repo** - Initialize git and add a README
+       More description (indented). Indented numbered lines
+       1. like this one
+       stay in the description.
+       - Agent: setup-agent
+       - Dependencies: none             or "I1.T1, I1.T2"; "Depends:" works too
+       - Acceptance: README.md exists   repeatable
+       - [ ] CI is green                a checkbox is an acceptance criterion too
+
+Rules that matter:
+
+* Iterations are **only** ``## Iteration N: Name`` headings (case-insensitive;
+  ``:``, ``-`` or ``.`` after the number; the name may be left out). Ids come
+  from positions, not from the numbers written: the k-th iteration heading is
+  ``Ik`` and the m-th task under it is ``Ik.Tm``. The iteration ``name`` is the
+  text after ``Iteration N:`` (``Setup``), or ``Iteration k`` when there is none.
+* A task is a numbered list item at the **start of a line** (``1.`` or ``1)``).
+  The title is the bold part, or the text before `` - ``; the rest of the line
+  starts the description. Indented lines, and unindented lines after the task
+  that are nothing else, continue the description.
+* Task fields are bullets (``-``, ``*`` or ``+``, usually indented) whose text
+  starts with ``Agent:``, ``Dependencies:``/``Depends:``/``Depends on:``,
+  ``Acceptance:``/``Acceptance criteria:`` or ``Description:``, or a checkbox
+  ``[ ]``/``[x]``. ``Dependencies: none`` (or empty) means no dependencies.
+  An empty ``Acceptance:``/``Dependencies:`` may be followed by a nested list.
+* Lines inside fenced code blocks are never interpreted.
+
+JSON is accepted too, as the whole text or as a ```` ```json ```` block (when
+the text has no iteration heading): either the original Radium's ``ParsedPlan``
+shape (``project_name``, ``description``, ``tech_stack``, ``iterations[]`` with
+``tasks[]``) or a full ``plan_manifest.json``. A manifest's execution state is
+reset: a new plan starts with every task pending.
+
+``parse_plan_text`` returns a ``PlanManifest`` whose requirement number is the
+placeholder 0 (``rad plan`` sets it). ``export_markdown`` writes a manifest in
+the markdown format; parsing the export gives back the same plan content.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from radium.errors import InvalidDataError
+from radium.models import Iteration, PlanManifest, PlanStatus, PlanTask, RequirementId, TaskStatus
+from radium.store import format_validation_error
+
+FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-format.md"
+
+# ---------------------------------------------------------------- line patterns
+
+_TITLE = re.compile(r"^#(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SECTION = re.compile(r"^##(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ITERATION = re.compile(r"^iteration\s+(\d+)\b\s*(?:[:.\-–—]\s*)?(.*?)$", re.IGNORECASE)
+_NAME_PREFIX = re.compile(r"^iteration\s+\d+\s*[:.\-–—]\s*", re.IGNORECASE)
+_GOAL = re.compile(r"^(?:\*\*|__)?goal(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*?)\s*$", re.IGNORECASE)
+_TASK = re.compile(r"^(\d{1,6})[.)]\s+(.*?)\s*$")
+_NUMBERED = re.compile(r"^(\s*)(\d{1,6})[.)]\s+(.*?)\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*?)\s*$")
+_CHECKBOX = re.compile(r"^\[[ xX]\]\s*(.*?)$")
+_FIELD = re.compile(
+    r"^(?:\*\*|__)?(agent[ _]id|agent|dependencies|dependency|depends[ _]on|depends|deps|"
+    r"acceptance[ _]criteria|acceptance|criteria|description)(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*?)\s*$",
+    re.IGNORECASE,
+)
+_FENCE = re.compile(r"^\s*(```|~~~)")
+_RULE = re.compile(r"^(?:-{3,}|\*{3,}|_{3,})\s*$")
+_TASKS_HEADING = re.compile(r"^#{3,}\s*tasks?\s*:?\s*$", re.IGNORECASE)
+_TASK_ID_PREFIX = re.compile(r"^\[?(I\d+\.T\d+)\]?\s*(?:[:.\-–—]\s*)?(?=\S)", re.IGNORECASE)
+_DASH_SPLIT = re.compile(r"\s+[-–—]\s+")
+_DEP_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*")
+_NONE_VALUES = {"", "none", "n/a", "na", "-", "—", "nothing", "no", "[]"}
+
+_FIELD_KINDS = {
+    "agent": "agent",
+    "agent id": "agent",
+    "agent_id": "agent",
+    "dependencies": "deps",
+    "dependency": "deps",
+    "depends on": "deps",
+    "depends_on": "deps",
+    "depends": "deps",
+    "deps": "deps",
+    "acceptance criteria": "criteria",
+    "acceptance_criteria": "criteria",
+    "acceptance": "criteria",
+    "criteria": "criteria",
+    "description": "description",
+}
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+# ---------------------------------------------------------------- drafts
+
+
+@dataclass
+class _Block:
+    """Free text collected line by line: blank lines kept only between text."""
+
+    lines: list[str] = field(default_factory=list)
+    pending_blanks: int = 0
+
+    def add(self, line: str) -> None:
+        if self.lines:
+            self.lines.extend([""] * self.pending_blanks)
+        self.pending_blanks = 0
+        self.lines.append(line.rstrip())
+
+    def blank(self) -> None:
+        if self.lines:
+            self.pending_blanks += 1
+
+    def cut(self) -> None:
+        """Forget pending blank lines (a field line came in between)."""
+        self.pending_blanks = 0
+
+    def text(self, dedent: bool = True) -> str | None:
+        lines = list(self.lines)
+        if dedent:
+            widths = [_indent(line) for line in lines if line.strip()]
+            strip = min(widths, default=0)
+            lines = [line[strip:] if line.strip() else "" for line in lines]
+        text = "\n".join(lines).strip("\n")
+        return text or None
+
+
+@dataclass
+class _TaskDraft:
+    line: int
+    title: str
+    first: str | None
+    body: _Block = field(default_factory=_Block)
+    agent: str | None = None
+    agent_line: int | None = None
+    dependencies: list[str] = field(default_factory=list)
+    criteria: list[str] = field(default_factory=list)
+    open_list: tuple[str, int] | None = None
+    """A field with an empty value whose items follow as a nested list: (kind, indent)."""
+    last_criterion_indent: int | None = None
+    """Indent of the bullet of the last criterion, for wrapped continuation lines."""
+
+    def description(self) -> str | None:
+        body = self.body.text()
+        parts = [p for p in (self.first, body) if p]
+        return "\n".join(parts) if parts else None
+
+
+@dataclass
+class _IterationDraft:
+    line: int
+    name: str
+    goal: str | None = None
+    body: _Block = field(default_factory=_Block)
+    tasks: list[_TaskDraft] = field(default_factory=list)
+
+
+class _Problems:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.items: list[str] = []
+
+    def add(self, line: int | None, message: str) -> None:
+        where = f"line {line}: " if line else ""
+        self.items.append(f"{where}{message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise plan_error(self.source, self.items)
+
+
+def plan_error(source: str, problems: list[str]) -> InvalidDataError:
+    """One ``InvalidDataError`` for a list of problems (all listed, ``; `` separated)."""
+    shown = problems[:5]
+    more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
+    return InvalidDataError(f"{source}: " + "; ".join(shown) + more, hint=FORMAT_HINT)
+
+
+# ---------------------------------------------------------------- public API
+
+
+def looks_like_plan(text: str) -> str | None:
+    """``"markdown"``, ``"json"`` or None (free-form spec) for an input text.
+
+    Markdown is a plan when it has an ``## Iteration N`` heading outside code
+    fences, or numbered tasks with indented ``- Agent:`` bullets, which only a
+    plan has (it is then parsed, and the missing heading is reported). JSON is a
+    plan when the text is a JSON object, or holds a ```` ```json ```` block.
+    """
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        return "json"
+    in_fence = False
+    has_agent_field = has_task = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        section = _SECTION.match(line)
+        if section and _ITERATION.match((section.group(1) or "").strip().strip("*_ ")):
+            return "markdown"
+        has_task = has_task or bool(_TASK.match(line))
+        bullet = _BULLET.match(line)
+        if bullet and bullet.group(1):
+            found = _FIELD.match(bullet.group(2))
+            if found and _FIELD_KINDS.get(found.group(1).lower()) == "agent":
+                has_agent_field = True
+    if has_agent_field and has_task:
+        return "markdown"
+    if _json_block(text) is not None:
+        return "json"
+    return None
+
+
+def parse_plan_text(text: str, source_name: str = "plan") -> PlanManifest:
+    """Parse a markdown or JSON plan; raise ``InvalidDataError`` naming lines on bad input.
+
+    The result's requirement number is the placeholder 0.
+    """
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise InvalidDataError(f"{source_name}: the plan is empty", hint=FORMAT_HINT)
+    kind = looks_like_plan(text)
+    if kind == "json":
+        stripped = text.strip()
+        if stripped.startswith("{"):
+            offset = text[: len(text) - len(text.lstrip())].count("\n")
+            return parse_plan_json(stripped, source_name, line_offset=offset)
+        block = _json_block(text)
+        assert block is not None
+        return parse_plan_json(block[0], source_name, line_offset=block[1])
+    return _parse_markdown(text, source_name)
+
+
+def export_markdown(manifest: PlanManifest) -> str:
+    """Render ``manifest`` in the markdown plan format.
+
+    Task ids are positional in the format, so dependencies are written with the
+    ids the tasks will have when the export is parsed (the same ids for a plan
+    made by ``rad plan``).
+    """
+    new_ids: dict[str, str] = {}
+    for i, iteration in enumerate(manifest.iterations, start=1):
+        for m, task in enumerate(iteration.tasks, start=1):
+            new_ids.setdefault(task.id, f"I{i}.T{m}")
+
+    out: list[str] = [f"# {_one_line(manifest.project_name)}", ""]
+    description = _project_description(manifest)
+    if description:
+        out += [description, ""]
+    for i, iteration in enumerate(manifest.iterations, start=1):
+        # A name written as "Iteration 1: Setup" (the original's convention) is exported as "Setup".
+        name = _one_line(_NAME_PREFIX.sub("", iteration.name.strip(), count=1))
+        heading = f"## Iteration {i}" if name in ("", f"Iteration {i}") else f"## Iteration {i}: {name}"
+        out += [heading, ""]
+        if iteration.goal:
+            out += [f"Goal: {_one_line(iteration.goal)}", ""]
+        if iteration.description:
+            out += [iteration.description.strip("\n"), ""]
+        for m, task in enumerate(iteration.tasks, start=1):
+            out += _export_task(m, task, new_ids)
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+# ---------------------------------------------------------------- markdown parser
+
+
+def _parse_markdown(text: str, source: str) -> PlanManifest:
+    problems = _Problems(source)
+    lines = text.splitlines()
+
+    title: str | None = None
+    title_line = 0
+    preamble = _Block()
+    sections: list[_Block] = []  # non-iteration "##" sections, heading included
+    iterations: list[_IterationDraft] = []
+    context: str = "start"  # start | preamble | section | iteration
+    current_section: _Block | None = None
+    current: _IterationDraft | None = None
+    task: _TaskDraft | None = None
+    in_fence = False
+
+    def text_target() -> _Block:
+        if task is not None:
+            return task.body
+        if current is not None:
+            return current.body
+        if current_section is not None:
+            return current_section
+        return preamble
+
+    for number, raw in enumerate(lines, start=1):
+        line = raw.rstrip()
+        stripped = line.strip()
+
+        # Fenced code: every line is text of whatever is being described.
+        if in_fence or _FENCE.match(line):
+            if _FENCE.match(line):
+                in_fence = not in_fence
+            if context == "start":
+                problems.add(number, "expected the '# Project title' line first")
+                break
+            text_target().add(line)
+            continue
+
+        if not stripped:
+            if task is not None:
+                task.body.blank()
+            else:
+                text_target().blank()
+            continue
+
+        # Headings.
+        title_match = _TITLE.match(line)
+        if title_match:
+            heading = (title_match.group(1) or "").strip()
+            if title is None and context == "start":
+                if not heading:
+                    problems.add(number, "the '# ' title is empty")
+                title, title_line, context = heading, number, "preamble"
+            else:
+                problems.add(number, f"a second '# ' title ({heading!r}); a plan has one '# Project title'")
+            continue
+        if context == "start":
+            problems.add(
+                number,
+                f"expected the '# Project title' line first, found {_excerpt(stripped)}",
+            )
+            break
+        section = _SECTION.match(line)
+        if section:
+            heading = (section.group(1) or "").strip()
+            match = _ITERATION.match(heading.strip("*_ "))
+            task = None
+            if match:
+                position = len(iterations) + 1
+                name = match.group(2).strip().strip("*_").strip() or f"Iteration {position}"
+                current = _IterationDraft(number, name)
+                iterations.append(current)
+                current_section = None
+                context = "iteration"
+            else:
+                current = None
+                current_section = _Block()
+                current_section.add(line)
+                sections.append(current_section)
+                context = "section"
+            continue
+
+        if _RULE.match(line):
+            continue  # horizontal rules between iterations are decoration
+
+        bullet = _BULLET.match(line)
+        field_match = _FIELD.match(bullet.group(2)) if bullet else None
+        checkbox = _CHECKBOX.match(bullet.group(2)) if bullet else None
+
+        if context != "iteration":
+            # Outside iterations everything is description text, except an
+            # "Agent:" field: tasks under a heading that is not an iteration
+            # would be lost silently.
+            if field_match and _FIELD_KINDS[field_match.group(1).lower()] == "agent":
+                where = (
+                    "before the first '## Iteration N: Name' heading"
+                    if context == "preamble"
+                    else f"under '{sections[-1].lines[0]}', which is not an iteration heading "
+                    "(write '## Iteration N: Name')"
+                )
+                problems.add(number, f"task field '{field_match.group(1)}:' {where}")
+                continue
+            text_target().add(line)
+            continue
+
+        assert current is not None
+        if _TASKS_HEADING.match(stripped) and task is None:
+            continue
+
+        goal = _GOAL.match(line) if _indent(line) == 0 else None
+        if goal and task is None:
+            if current.goal is not None:
+                problems.add(number, f"a second 'Goal:' line for iteration I{len(iterations)}")
+            current.goal = goal.group(1) or None
+            continue
+
+        task_match = _TASK.match(line)
+        if task_match:
+            position = len(current.tasks) + 1
+            expected = f"I{len(iterations)}.T{position}"
+            parsed = _parse_task_line(task_match.group(2), expected, number, problems)
+            task = _TaskDraft(number, parsed[0], parsed[1])
+            current.tasks.append(task)
+            continue
+
+        if task is None:
+            if field_match and _FIELD_KINDS[field_match.group(1).lower()] != "description":
+                problems.add(
+                    number,
+                    f"task field '{field_match.group(1)}:' before any task of iteration I{len(iterations)} "
+                    "(tasks are numbered items at the start of a line: '1. **Title** - description')",
+                )
+                continue
+            current.body.add(line)
+            continue
+
+        indent = _indent(line)
+        # Items of an open list field (an empty "Acceptance:" followed by a nested list).
+        if task.open_list is not None:
+            kind, list_indent = task.open_list
+            nested = bullet or _NUMBERED.match(line)
+            if nested and indent > list_indent and not field_match:
+                item = (bullet.group(2) if bullet else nested.group(3)).strip()  # type: ignore[union-attr]
+                if kind == "criteria":
+                    box = _CHECKBOX.match(item)
+                    _add_criterion(task, box.group(1) if box else item, indent)
+                else:
+                    task.dependencies += _split_dependencies(item)
+                continue
+            task.open_list = None
+        if field_match:
+            _apply_field(task, field_match, indent, number, problems)
+            task.body.cut()
+            continue
+        if checkbox:
+            _add_criterion(task, checkbox.group(1), indent)
+            task.body.cut()
+            continue
+        if (
+            task.last_criterion_indent is not None
+            and indent > task.last_criterion_indent
+            and not bullet
+            and not _NUMBERED.match(line)
+        ):
+            # A wrapped criterion: continuation line indented under its bullet.
+            task.criteria[-1] = task.criteria[-1] + "\n" + stripped
+            continue
+        task.last_criterion_indent = None
+        task.body.add(line)
+
+    if title is None and not problems.items:
+        problems.add(None, "no '# Project title' line (the first line of a plan is '# <project name>')")
+    if title is not None and not iterations:
+        # Whatever else is wrong follows from this; say only this.
+        problems.items = []
+        problems.add(
+            title_line,
+            "no iterations: a plan needs '## Iteration N: Name' headings "
+            "(other '##' headings such as '## Overview' are not iterations)",
+        )
+    if iterations and not any(it.tasks for it in iterations) and not problems.items:
+        problems.add(
+            iterations[0].line,
+            "no tasks: write tasks as numbered items at the start of a line, "
+            "e.g. '1. **Title** - description'",
+        )
+    problems.raise_if_any()
+    assert title is not None
+
+    parts = [block.text(dedent=False) for block in (preamble, *sections)]
+    description = "\n\n".join(p for p in parts if p) or None
+    manifest = PlanManifest(
+        requirement_id=RequirementId(number=0),
+        project_name=title,
+        iterations=[
+            Iteration(
+                id=f"I{i}",
+                number=i,
+                name=draft.name,
+                description=draft.body.text(),
+                goal=draft.goal,
+                tasks=[
+                    PlanTask(
+                        id=f"I{i}.T{m}",
+                        number=m,
+                        title=t.title,
+                        description=t.description(),
+                        agent_id=t.agent,
+                        dependencies=t.dependencies,
+                        acceptance_criteria=t.criteria,
+                    )
+                    for m, t in enumerate(draft.tasks, start=1)
+                ],
+            )
+            for i, draft in enumerate(iterations, start=1)
+        ],
+    )
+    if description:
+        setattr(manifest, "description", description)
+    return manifest
+
+
+def _parse_task_line(text: str, expected_id: str, line: int, problems: _Problems) -> tuple[str, str | None]:
+    """(title, first description line) of ``1. **Title** - description``."""
+    text = _strip_task_id(text, expected_id, line, problems)
+    if text.startswith("**") or text.startswith("__"):
+        marker = text[:2]
+        end = text.find(marker, 2)
+        if end > 2:
+            title = text[2:end].strip()
+            rest = text[end + 2 :].strip()
+            title = _strip_task_id(title, expected_id, line, problems).rstrip(":").strip()
+            rest = re.sub(r"^(?:[-–—:]\s*)", "", rest).strip()
+            if not title:
+                problems.add(line, f"task {expected_id} has no title")
+            return title, rest or None
+    parts = _DASH_SPLIT.split(text, maxsplit=1)
+    title = parts[0].strip()
+    if not title:
+        problems.add(line, f"task {expected_id} has no title")
+    return title, (parts[1].strip() or None) if len(parts) > 1 else None
+
+
+def _strip_task_id(text: str, expected_id: str, line: int, problems: _Problems) -> str:
+    match = _TASK_ID_PREFIX.match(text)
+    if not match:
+        return text
+    written = match.group(1)
+    if written.upper() != expected_id.upper():
+        problems.add(
+            line,
+            f"this task is written as {written} but is task {expected_id} by position "
+            "(ids come from the order of '## Iteration' headings and of the tasks under each)",
+        )
+    return text[match.end() :]
+
+
+def _apply_field(task: _TaskDraft, match: re.Match[str], indent: int, line: int, problems: _Problems) -> None:
+    kind = _FIELD_KINDS[match.group(1).lower()]
+    value = match.group(2).strip()
+    task.last_criterion_indent = None
+    if kind == "agent":
+        if task.agent_line is not None:
+            problems.add(line, f"a second 'Agent:' line for the task of line {task.line}")
+            return
+        agent = value.strip("`'\"*").strip()
+        task.agent = None if agent.lower() in _NONE_VALUES else agent
+        task.agent_line = line
+    elif kind == "deps":
+        task.dependencies += _split_dependencies(value)
+        if not value:
+            task.open_list = ("deps", indent)
+    elif kind == "criteria":
+        if value:
+            _add_criterion(task, value, indent)
+        else:
+            task.open_list = ("criteria", indent)
+    else:  # description
+        if value:
+            task.body.add(value)
+
+
+def _add_criterion(task: _TaskDraft, text: str, indent: int) -> None:
+    text = text.strip()
+    if text:
+        task.criteria.append(text)
+        task.last_criterion_indent = indent
+
+
+def _split_dependencies(value: str) -> list[str]:
+    value = value.strip().strip("[]").strip()
+    if value.lower() in _NONE_VALUES:
+        return []
+    items = []
+    for item in _DEP_SPLIT.split(value):
+        item = item.strip().strip("`'\"*").strip()
+        if item and item.lower() not in _NONE_VALUES:
+            items.append(item)
+    return items
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def _json_block(text: str) -> tuple[str, int] | None:
+    """The first ```` ```json ```` fenced block: (content, line offset of its first line)."""
+    lines = text.splitlines()
+    for start, line in enumerate(lines):
+        if re.match(r"^\s*```\s*json\s*$", line, re.IGNORECASE):
+            for end in range(start + 1, len(lines)):
+                if lines[end].strip().startswith("```"):
+                    return "\n".join(lines[start + 1 : end]), start + 1
+            return "\n".join(lines[start + 1 :]), start + 1
+    return None
+
+
+class _JsonModel(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _ParsedTask(_JsonModel):
+    number: int | None = None
+    title: str
+    description: str | None = None
+    agent_id: str | None = None
+    dependencies: list[str] | None = None
+    acceptance_criteria: list[str] | None = None
+
+
+class _ParsedIteration(_JsonModel):
+    number: int | None = None
+    name: str = ""
+    description: str | None = None
+    goal: str | None = None
+    tasks: list[_ParsedTask] = []
+
+
+class _ParsedPlan(_JsonModel):
+    project_name: str
+    description: str | None = None
+    tech_stack: list[str] | None = None
+    iterations: list[_ParsedIteration]
+
+    @field_validator("project_name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+def parse_plan_json(text: str, source: str, *, line_offset: int = 0) -> PlanManifest:
+    """A JSON plan (``ParsedPlan`` or manifest shape) as a fresh manifest."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(
+            f"{source}: line {exc.lineno + line_offset}: invalid JSON: {exc.msg}", hint=FORMAT_HINT
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidDataError(f"{source}: a JSON plan must be an object", hint=FORMAT_HINT)
+    if not isinstance(data.get("iterations"), list):
+        raise InvalidDataError(f"{source}: no iterations: the JSON plan needs an 'iterations' list", hint=FORMAT_HINT)
+    is_manifest = "requirement_id" in data or any(
+        isinstance(it, dict) and any(isinstance(t, dict) and "id" in t for t in it.get("tasks") or [])
+        for it in data["iterations"]
+    )
+    try:
+        manifest = _from_manifest(data) if is_manifest else _from_parsed_plan(_ParsedPlan.model_validate(data))
+    except ValidationError as exc:
+        raise InvalidDataError(format_validation_error(Path(source), exc), hint=FORMAT_HINT) from None
+    if not manifest.iterations:
+        raise InvalidDataError(f"{source}: no iterations: the 'iterations' list is empty", hint=FORMAT_HINT)
+    if not any(iteration.tasks for iteration in manifest.iterations):
+        raise InvalidDataError(f"{source}: no tasks in any iteration", hint=FORMAT_HINT)
+    return manifest
+
+
+_STATE_KEYS = ("last_error", "started_at", "completed_at", "duration_ms", "usage", "output_path")
+
+
+def _from_manifest(data: dict[str, Any]) -> PlanManifest:
+    data = dict(data)
+    data["requirement_id"] = {"number": 0}
+    manifest = PlanManifest.model_validate(data)
+    for iteration in manifest.iterations:
+        iteration.status = PlanStatus.NOT_STARTED
+        for task in iteration.tasks:
+            task.set_status(TaskStatus.PENDING)
+            task.attempts = 0
+            for key in _STATE_KEYS:
+                setattr(task, key, None)
+    return manifest
+
+
+def _from_parsed_plan(plan: _ParsedPlan) -> PlanManifest:
+    iterations = []
+    for i, parsed in enumerate(plan.iterations, start=1):
+        name = _NAME_PREFIX.sub("", parsed.name.strip(), count=1).strip() or f"Iteration {i}"
+        tasks = []
+        for m, parsed_task in enumerate(parsed.tasks, start=1):
+            dependencies = [
+                dep for raw in parsed_task.dependencies or [] for dep in _split_dependencies(raw)
+            ]
+            tasks.append(
+                PlanTask(
+                    id=f"I{i}.T{m}",
+                    number=m,
+                    title=parsed_task.title.strip(),
+                    description=(parsed_task.description or "").strip() or None,
+                    agent_id=(parsed_task.agent_id or "").strip() or None,
+                    dependencies=dependencies,
+                    acceptance_criteria=[c.strip() for c in parsed_task.acceptance_criteria or [] if c.strip()],
+                )
+            )
+        iterations.append(
+            Iteration(
+                id=f"I{i}",
+                number=i,
+                name=name,
+                description=(parsed.description or "").strip() or None,
+                goal=(parsed.goal or "").strip() or None,
+                tasks=tasks,
+            )
+        )
+    manifest = PlanManifest(requirement_id=RequirementId(number=0), project_name=plan.project_name, iterations=iterations)
+    parts = [(plan.description or "").strip()]
+    if plan.tech_stack:
+        parts.append("## Tech Stack\n" + "\n".join(f"- {item}" for item in plan.tech_stack))
+    description = "\n\n".join(p for p in parts if p)
+    if description:
+        setattr(manifest, "description", description)
+    return manifest
+
+
+# ---------------------------------------------------------------- export
+
+
+def _project_description(manifest: PlanManifest) -> str | None:
+    extra = manifest.model_extra or {}
+    value = extra.get("description")
+    return value.strip("\n") if isinstance(value, str) and value.strip() else None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _export_task(position: int, task: PlanTask, new_ids: dict[str, str]) -> list[str]:
+    marker = f"{position}. "
+    pad = " " * len(marker)
+    title = _one_line(task.title)
+    description_lines = (task.description or "").strip("\n").split("\n") if task.description else []
+    first = description_lines[0].strip() if description_lines else ""
+    head = f"{marker}**{title}**"
+    rest = description_lines[1:]
+    if first:
+        head += f" - {first}"
+    elif description_lines:
+        rest = description_lines  # description starts with a blank line: keep it all below
+    out = [head]
+    out += [pad + line if line.strip() else "" for line in rest]
+    if task.agent_id:
+        out.append(f"{pad}- Agent: {task.agent_id}")
+    deps = ", ".join(new_ids.get(dep, dep) for dep in task.dependencies)
+    out.append(f"{pad}- Dependencies: {deps or 'none'}")
+    for criterion in task.acceptance_criteria:
+        criterion_lines = criterion.split("\n")
+        out.append(f"{pad}- Acceptance: {criterion_lines[0]}")
+        out += [f"{pad}  {line.strip()}" for line in criterion_lines[1:] if line.strip()]
+    return out
