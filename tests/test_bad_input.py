@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import make_workspace, manifest, plan_dir, run_rad, task, write_agent
+from helpers import make_workspace, manifest, plan_dir, run_rad, task
 
 BASE = manifest([task("I1.T1"), task("I1.T2", deps=["I1.T1"])])
 

@@ -16,11 +16,16 @@ clients spreads out without any of them hammering the server early).
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Awaitable, Callable, Mapping, TypeVar
+
+from radium.errors import RadiumError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -148,3 +153,41 @@ def parse_retry_after(headers: Mapping[str, str] | None, now: datetime | None = 
         when = when.replace(tzinfo=timezone.utc)
     now = now or datetime.now(timezone.utc)
     return max((when - now).total_seconds(), 0.0)
+
+
+async def retry_call(
+    attempt: Callable[[int], Awaitable[T]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[RadiumError, Wait, int], None] = lambda error, wait, index: None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
+    """Call ``attempt(index)`` until it succeeds, under ``policy``: the one retry loop.
+
+    ``attempt`` raises a ``RadiumError`` to fail. A fatal error is raised at
+    once; a recoverable one is retried after ``policy.plan_wait`` until
+    ``max_retries`` retries are spent, then raised. A server asking for a wait
+    above ``max_retry_after_s`` raises ``RetryAfterTooLongError`` instead of
+    waiting. ``on_retry(error, wait, index)`` runs before each wait (to print the
+    retry line); ``sleep`` is injectable so tests need not wait.
+    """
+    from radium.errors import ErrorCategory, RetryAfterTooLongError
+
+    index = 0
+    while True:
+        try:
+            return await attempt(index)
+        except RadiumError as error:
+            if error.category is ErrorCategory.FATAL or index >= policy.max_retries:
+                raise
+            retry_after = getattr(error, "retry_after", None)
+            if retry_after is not None and retry_after > policy.max_retry_after_s:
+                raise RetryAfterTooLongError(
+                    f"{error.message}; the server asked to wait {format_duration_ms(retry_after * 1000)}, "
+                    f"more than the {policy.max_retry_after_s:g} s allowed",
+                    hint="raise max_retry_after_s, or resume later with `rad craft --resume`",
+                ) from error
+            wait = policy.plan_wait(index, retry_after)
+            on_retry(error, wait, index)
+            await sleep(wait.seconds)
+            index += 1

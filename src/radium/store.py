@@ -30,7 +30,7 @@ from typing import Iterable, Iterator
 from pydantic import ValidationError
 
 from radium.errors import CheckpointWriteError, InvalidDataError, PlanLockedError
-from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
+from radium.models import Iteration, PlanManifest, PlanMetadata, PlanStatus, PlanTask
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
@@ -59,11 +59,11 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
             os.unlink(tmp_name)
         raise
     if durable:
-        _fsync_directory(directory)
+        fsync_directory(directory)
 
 
-def _fsync_directory(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
+def fsync_directory(directory: Path) -> None:
+    """Make renames and creations in ``directory`` durable (best effort where unsupported)."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
@@ -195,8 +195,8 @@ def apply_journal(manifest: PlanManifest, path: Path) -> int:
             continue
         iteration, position = found
         iteration.tasks[position] = task
-        if "iteration_status" in entry:
-            iteration.status = entry["iteration_status"]
+        with contextlib.suppress(ValueError, KeyError):
+            iteration.status = PlanStatus(entry["iteration_status"])
         applied += 1
     return applied
 
@@ -290,7 +290,7 @@ class PlanStore:
                     if durable:
                         os.fsync(handle.fileno())
                 if created and durable:
-                    _fsync_directory(self.journal_path.parent)
+                    fsync_directory(self.journal_path.parent)
             except OSError as exc:
                 raise self._write_error(self.journal_path, exc) from None
             self._journal_bytes += len(text)

@@ -119,4 +119,13 @@ def main(argv: list[str] | None = None) -> None:
         code = ExitCode.SIGINT
     except BrokenPipeError:
         code = ExitCode.OK
+    except Exception as exc:  # a bug of ours: one line, and the way to see more
+        if debug:
+            raise
+        click.echo(
+            f"Error: internal error: {type(exc).__name__}: {exc} "
+            "(re-run with --debug for the traceback, and please report it)",
+            err=True,
+        )
+        code = ExitCode.TASK_FAILED
     sys.exit(int(code or 0))

@@ -19,6 +19,7 @@ def agents(settings_obj, json_output):
     from rich.table import Table
 
     from radium.agents import agent_directories, discover_agents
+    from radium.cli.output import make_console
 
     workspace = settings_obj.workspace()
     registry = discover_agents(workspace)

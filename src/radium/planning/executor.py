@@ -49,14 +49,13 @@ from radium.errors import (
     ModelTimeoutError,
     PlanValidationError,
     RadiumError,
-    RetryAfterTooLongError,
     redact,
 )
 from radium.errors import RadiumError as ExecutionError
 from radium.events import Event, EventSink, discard
 from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
-from radium.retry import RetryPolicy, format_duration_ms
+from radium.retry import RetryPolicy, Wait, retry_call
 from radium.store import ManifestSerializer, PlanStore, load_manifest
 
 if TYPE_CHECKING:
@@ -303,51 +302,44 @@ class PlanExecutor:
         """
         policy = self.policy_for(task).with_overrides(max_retries=max_retries, base_delay_ms=base_delay_ms)
         started = self._clock()
-        prompt_tokens = completion_tokens = 0
-        result = TaskResult(task.id, False)
-        for attempt_index in range(policy.max_attempts):
+        usage = TokenUsage()
+
+        async def attempt(index: int) -> TaskResult:
             result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
             task.attempts += 1
             if result.usage:
-                prompt_tokens += result.usage.prompt_tokens
-                completion_tokens += result.usage.completion_tokens
-            if result.success:
-                break
-            error = result.error
-            assert error is not None
-            if error.category is ErrorCategory.FATAL or attempt_index == policy.max_retries:
-                break
-            retry_after = getattr(error, "retry_after", None)
-            if retry_after is not None and retry_after > policy.max_retry_after_s:
-                result.error = RetryAfterTooLongError(
-                    f"{error.message}; the server asked to wait {format_duration_ms(retry_after * 1000)}, "
-                    f"more than the {policy.max_retry_after_s:g} s allowed",
-                    hint="raise max_retry_after_s, or resume later with `rad craft --resume`",
-                )
-                break
-            wait = policy.plan_wait(attempt_index, retry_after)
+                usage.prompt_tokens += result.usage.prompt_tokens
+                usage.completion_tokens += result.usage.completion_tokens
+            if not result.success:
+                assert result.error is not None
+                raise result.error
+            return result
+
+        def announce(error: RadiumError, wait: Wait, index: int) -> None:
             self.retries += 1
-            line = f"Attempt {attempt_index + 1}: Error ({error.kind}) → {wait.explain()}"
             self.emit(
                 Event(
                     "attempt_failed",
                     {
                         "task_id": task.id,
-                        "attempt": attempt_index + 1,
+                        "attempt": index + 1,
                         "category": error.category.value,
                         "kind": error.kind,
                         "message": str(error),
                         "delay_ms": round(wait.delay_ms),
-                        "retry_index": attempt_index,
-                        "line": line,
+                        "retry_index": index,
+                        "line": f"Attempt {index + 1}: Error ({error.kind}) → {wait.explain()}",
                     },
                 )
             )
-            await self._sleep(wait.seconds)
+
+        try:
+            result = await retry_call(attempt, policy, on_retry=announce, sleep=self._sleep)
+        except RadiumError as error:
+            result = TaskResult(task.id, False, error=error)
         result.attempts = task.attempts
         result.duration_ms = self._ms_since(started)
-        if prompt_tokens or completion_tokens:
-            result.usage = TokenUsage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        result.usage = usage if usage.total_tokens else None
         return result
 
     # ------------------------------------------------------------------ prompts and engines
