@@ -258,14 +258,22 @@ def test_plan_outside_a_workspace_fails(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- atomicity and concurrency
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root ignores directory permissions")
 def test_a_failed_creation_leaves_nothing_behind(ws: Path) -> None:
-    stage = ws / ".radium" / "plan" / "backlog"
-    stage.chmod(0o555)
-    try:
-        result = rad(ws, "plan", "-", input=GOOD_PLAN)
-    finally:
-        stage.chmod(0o755)
+    """A real write failure in the child: RLIMIT_FSIZE makes the plan files fail with EFBIG.
+
+    (Directory permissions cannot be used: CI runs as root, which ignores them.)
+    """
+    import resource
+    import signal
+
+    def limit_file_size() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    result = subprocess.run(
+        [*RAD, "plan", "-"], cwd=ws, env=rad_env(ws.parent / "home"), input=GOOD_PLAN,
+        capture_output=True, text=True, timeout=60, preexec_fn=limit_file_size,
+    )
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "cannot create plan folder" in result.stderr
     assert plan_dirs(ws) == [] and stray_entries(ws) == [] and counter(ws) is None
