@@ -7,7 +7,6 @@ HTTP server on 127.0.0.1 with a scripted answer queue and a request log.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
