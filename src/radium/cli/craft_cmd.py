@@ -127,6 +127,7 @@ async def _run_with_signals(executor, manifest, renderer) -> int:
         if received:
             return  # already stopping: the final save runs to completion regardless
         received.append(signum)
+        executor.interrupt_exit_code = int(_SIGNAL_EXIT[signum])
         run.cancel()
 
     for signum in _SIGNAL_EXIT:

@@ -215,6 +215,8 @@ class PlanExecutor:
         self._changed: dict[int, Iteration] | None = None  # None: everything changed
         self._changed_tasks: dict[str, PlanTask] = {}
         self.retries = 0
+        self.interrupt_exit_code = int(ExitCode.SIGINT)
+        """Exit code reported when the run is cancelled (the CLI sets 143 for SIGTERM)."""
 
     # ------------------------------------------------------------------ seed API
 
@@ -909,7 +911,7 @@ class PlanExecutor:
         exit_codes = {
             "failed": ExitCode.TASK_FAILED,
             "blocked": ExitCode.TASK_FAILED,
-            "interrupted": ExitCode.SIGINT,
+            "interrupted": self.interrupt_exit_code,
         }
         if outcome == "completed":
             next_command = f"rad status {label}"
