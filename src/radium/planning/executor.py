@@ -305,10 +305,13 @@ class PlanExecutor:
         policy = self.policy_for(task).with_overrides(max_retries=max_retries, base_delay_ms=base_delay_ms)
         started = self._clock()
         usage = TokenUsage()
+        made = 0
 
         async def attempt(index: int) -> TaskResult:
+            nonlocal made
             result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
-            task.attempts += 1
+            task.attempts += 1  # the manifest keeps the total over all runs
+            made += 1
             if result.usage:
                 usage.prompt_tokens += result.usage.prompt_tokens
                 usage.completion_tokens += result.usage.completion_tokens
@@ -339,7 +342,7 @@ class PlanExecutor:
             result = await retry_call(attempt, policy, on_retry=announce, sleep=self._sleep)
         except RadiumError as error:
             result = TaskResult(task.id, False, error=error)
-        result.attempts = task.attempts
+        result.attempts = made
         result.duration_ms = self._ms_since(started)
         result.usage = usage if usage.total_tokens else None
         return result
@@ -712,7 +715,7 @@ class PlanExecutor:
             engine = self.engine_for(task)
         except RadiumError as exc:
             task.attempts += 1
-            return TaskResult(task.id, False, error=exc, attempts=task.attempts)
+            return TaskResult(task.id, False, error=exc, attempts=1)
         return await self.execute_task_with_retry(task, engine)
 
     async def _start_task(self, iteration: Iteration, task: PlanTask, state: "_RunState") -> None:
@@ -778,7 +781,7 @@ class PlanExecutor:
                 {
                     "task_id": task.id,
                     "title": task.title,
-                    "attempts": task.attempts,
+                    "attempts": result.attempts,
                     "duration_ms": result.duration_ms,
                     "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
                     "completion_tokens": result.usage.completion_tokens if result.usage else None,
@@ -809,7 +812,7 @@ class PlanExecutor:
                 {
                     "task_id": task.id,
                     "title": task.title,
-                    "attempts": task.attempts,
+                    "attempts": result.attempts,
                     "category": error.category.value,
                     "kind": error.kind,
                     "message": str(error),
