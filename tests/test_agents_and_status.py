@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import make_workspace, manifest, plan_dir, run_rad, task, write_agent
+from helpers import make_workspace, manifest, plan_dir, run_rad, task
 
 
 def test_agents_lists_sources_in_precedence_order_and_flags_duplicates(tmp_path: Path) -> None:

@@ -26,11 +26,6 @@ _ENV = (
 )
 
 
-@pytest.fixture
-def fake():
-    with FakeProvider() as server:
-        yield server
-
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):

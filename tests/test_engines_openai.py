@@ -23,11 +23,6 @@ from radium.engines import EngineSettings, GenerationParams, create_engine
 _ENV = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "MY_OPENAI_KEY", "LOCAL_KEY")
 
 
-@pytest.fixture
-def fake():
-    with FakeProvider() as server:
-        yield server
-
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):

@@ -11,11 +11,14 @@ came from (``RADIUM_MAX_RETRIES=abc: …``).
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from radium.errors import InvalidDataError
+
+if TYPE_CHECKING:
+    from radium.retry import RetryPolicy
 
 
 class ExecutionSettings(BaseModel):
@@ -37,6 +40,19 @@ class ExecutionSettings(BaseModel):
     context_files: list[str] = Field(default_factory=list)
     engine: str | None = None
     model: str | None = None
+
+    def retry_policy(self) -> "RetryPolicy":
+        """The run's retry policy from these settings."""
+        from radium.retry import RetryPolicy
+
+        return RetryPolicy(
+            max_retries=self.max_retries,
+            base_delay_ms=self.base_delay_ms,
+            max_delay_ms=self.max_delay_ms,
+            jitter=self.jitter,
+            max_retry_after_s=self.max_retry_after_s,
+            timeout_s=self.timeout_s,
+        )
 
 
 ENV_PREFIX = "RADIUM_"

@@ -60,7 +60,6 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     from radium.cli.output import HumanRenderer, JsonRenderer, warn
     from radium.planning.executor import ExecutionConfig, PlanExecutor, RunMode
     from radium.prompts import format_context_files, gather_context_files
-    from radium.retry import RetryPolicy
     from radium.settings import resolve_settings
 
     workspace = settings_obj.workspace()
@@ -82,14 +81,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         restart=restart,
         context_files=context or None,
         run_mode=RunMode.continuous() if settings.yolo else RunMode.bounded(settings.iterations),
-        retry=RetryPolicy(
-            max_retries=settings.max_retries,
-            base_delay_ms=settings.base_delay_ms,
-            max_delay_ms=settings.max_delay_ms,
-            jitter=settings.jitter,
-            max_retry_after_s=settings.max_retry_after_s,
-            timeout_s=settings.timeout_s,
-        ),
+        retry=settings.retry_policy(),
         retry_explicit=explicit,
         parallel=settings.parallel,
         keep_going=settings.keep_going,
