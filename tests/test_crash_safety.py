@@ -201,3 +201,21 @@ def test_unwritable_checkpoint_stops_the_run_and_keeps_the_old_one(tmp_path: Pat
     assert "Traceback" not in result.stderr
     assert path.read_bytes() == before
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_second_ctrl_c_while_stopping_changes_nothing(tmp_path: Path) -> None:
+    plan = manifest([task(f"I1.T{n}") for n in range(1, 4)], [task("I2.T1")])
+    ws = make_workspace(tmp_path / "ws", plan)
+    write_agent(ws, "writer", prompt="Do {{task_id}}.\nmock-delay-ms: 30000\n")
+    process = popen_rad("craft", "REQ-001", "--parallel", "3", cwd=ws)
+    wait_for_line(process, "→ I1.T3")
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stdout.count("Execution aborted by user.") == 1
+    state = tasks_by_id(check_invariants(ws))
+    assert [state[f"I1.T{n}"]["status"] for n in range(1, 4)] == ["pending"] * 3
+    assert "Returned to pending: I1.T1, I1.T2, I1.T3" in stdout

@@ -135,6 +135,9 @@ async def _run_with_signals(executor, manifest, renderer) -> int:
         renderer.close()
         for signum in _SIGNAL_EXIT:
             loop.remove_signal_handler(signum)
+            if received:
+                # Stopping already: a repeated Ctrl+C must not kill the process mid-exit.
+                signal.signal(signum, signal.SIG_IGN)
 
 
 def _only_unfinished_plan(workspace):
