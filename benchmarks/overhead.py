@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Executor overhead per task: wall time of `rad craft` minus model time, per task.
 
-Builds an N-task plan (default 1000: 10 iterations of N/10 independent tasks)
+Builds an N-task plan (default 1000: 10 iterations of N/10 tasks, or iterations
+of TASKS_PER_ITERATION; every second task depends on the one before it)
 on the mock engine, whose calls take microseconds, then times
 `rad craft --yolo --json`. Model time is the sum of the tasks' recorded
 durations (the engine calls); overhead = (wall - model) / N. Everything a real
 run does is included: validation, prompt rendering, two atomic checkpoints
 per task (start and end, each fsynced), artifact writes, events.
 
-    python benchmarks/overhead.py [N]
+    python benchmarks/overhead.py [N [TASKS_PER_ITERATION]]
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 
-def main(n: int) -> None:
+def main(n: int, per: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp)
         subprocess.run([sys.executable, "-m", "radium", "init", str(ws)], check=True, capture_output=True)
@@ -32,7 +33,7 @@ def main(n: int) -> None:
         (ws / "agents" / "w.toml").write_text(
             '[agent]\nid = "w"\nname = "W"\ndescription = ""\nprompt_path = "../prompts/w.md"\nengine = "mock"\n'
         )
-        per = max(1, n // 10)
+        per = per or max(1, n // 10)
         iterations = []
         for i in range(1, (n + per - 1) // per + 1):
             count = min(per, n - (i - 1) * per)
@@ -68,4 +69,4 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1000, int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -54,19 +54,48 @@ def test_status_of_one_plan_and_of_all(tmp_path: Path) -> None:
     assert every.returncode == 0 and "REQ-001-test" in every.stdout and "1/2 (50%)" in every.stdout
 
 
+def _journal(ws: Path, *tasks: dict, torn: bool = True) -> Path:
+    """Write a journal as a killed run leaves it: header naming the manifest, task lines, a torn line."""
+    import hashlib
+
+    manifest_file = plan_dir(ws) / "plan" / "plan_manifest.json"
+    header = {"journal": 1, "manifest_sha256": hashlib.sha256(manifest_file.read_bytes()).hexdigest()}
+    lines = [json.dumps(header)] + [json.dumps({"task": t}) for t in tasks]
+    journal = manifest_file.with_name("plan_manifest.journal")
+    journal.write_text("\n".join(lines) + ("\n{\"torn" if torn else "\n"))
+    return journal
+
+
 def test_status_sees_journaled_progress_of_a_killed_run(tmp_path: Path) -> None:
     """After a crash the latest task states may live only in the journal; status replays it."""
     plan = manifest([task("I1.T1"), task("I1.T2")])
     ws = make_workspace(tmp_path / "ws", plan)
-    journal = plan_dir(ws) / "plan" / "plan_manifest.journal"
     done = dict(plan["iterations"][0]["tasks"][0], completed=True, status="completed", attempts=1)
-    journal.write_text(json.dumps({"iteration": "I1", "iteration_status": "in_progress", "task": done}) + "\n{\"torn")
+    journal = _journal(ws, done)
     data = json.loads(run_rad("status", "REQ-001", "--json", cwd=ws).stdout)
-    assert data["completed"] == 1
+    assert data["completed"] == 1 and data["iterations"][0]["status"] == "in_progress"
     result = run_rad("craft", "REQ-001", "--json", cwd=ws)
     started = [json.loads(l)["task_id"] for l in result.stdout.splitlines() if '"task_started"' in l]
     assert started == ["I1.T2"]
     assert not journal.exists()  # compacted into the manifest at the stop
+
+
+def test_a_hand_edit_after_a_crash_wins_over_the_stale_journal(tmp_path: Path) -> None:
+    plan = manifest([task("I1.T1"), task("I1.T2")])
+    ws = make_workspace(tmp_path / "ws", plan)
+    done = dict(plan["iterations"][0]["tasks"][0], completed=True, status="completed", attempts=1)
+    _journal(ws, done)
+    manifest_file = plan_dir(ws) / "plan" / "plan_manifest.json"
+    edited = json.loads(manifest_file.read_text())
+    edited["iterations"][0]["tasks"][0]["title"] = "Renamed by hand"
+    manifest_file.write_text(json.dumps(edited, indent=2))
+    result = run_rad("craft", "REQ-001", "--json", cwd=ws)
+    assert result.returncode == 0
+    assert "ignored plan_manifest.journal" in result.stderr
+    started = [json.loads(l)["task_id"] for l in result.stdout.splitlines() if '"task_started"' in l]
+    assert started == ["I1.T1", "I1.T2"]  # the journal's "completed" was not applied
+    saved = json.loads(manifest_file.read_text())
+    assert saved["iterations"][0]["tasks"][0]["title"] == "Renamed by hand"
 
 
 def test_init_is_idempotent(tmp_path: Path) -> None:

@@ -186,3 +186,52 @@ def test_original_radium_manifest_loads_runs_and_keeps_unknown_keys(tmp_path: Pa
     assert saved["iterations"][0]["status"] == "completed"
     assert saved["iterations"][0]["tasks"][1].get("attempts", 0) == 0  # not re-run
     assert list(saved) [:3] == ["requirement_id", "project_name", "iterations"]
+
+
+def test_agent_retry_settings_that_conflict_with_the_run_are_caught_before_running(tmp_path: Path) -> None:
+    from helpers import write_agent
+
+    ws = make_workspace(tmp_path / "ws", BASE)
+    write_agent(ws, "writer", max_delay_ms=500)  # below the run's base delay of 1000 ms
+    before = manifest_path(ws).read_bytes()
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "agent writer", "writer.toml", "max_delay_ms")
+    assert manifest_path(ws).read_bytes() == before
+
+
+def test_text_that_is_not_utf8(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    (ws / "prompts" / "writer.md").write_bytes("Caf\xe9 {{task_id}}".encode("latin-1"))
+    assert_one_error_line(run_rad("craft", "REQ-001", cwd=ws), "writer.md", "not UTF-8")
+    (ws / "prompts" / "writer.md").write_text("Do {{task_id}}.")
+    (ws / "ctx.md").write_bytes(b"caf\xe9")
+    assert_one_error_line(run_rad("craft", "REQ-001", "--context-file", "ctx.md", cwd=ws), "ctx.md", "not UTF-8")
+    # A dependency's stored output edited into Latin-1 does not stop the run.
+    assert run_rad("craft", "REQ-001", "--task", "I1.T1", cwd=ws).returncode == 0
+    (plan_dir(ws) / "artifacts" / "tasks" / "I1.T1.md").write_bytes(b"caf\xe9")
+    result = run_rad("craft", "REQ-001", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert "caf\ufffd" in (plan_dir(ws) / "artifacts" / "tasks" / "I1.T2.prompt.md").read_text()
+
+
+def test_a_plan_file_is_not_taken_for_a_manifest(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", BASE)
+    (ws / "plan.md").write_text("# P\n## Iteration 1: A\n1. **T** - x\n")
+    assert_one_error_line(run_rad("craft", "plan.md", cwd=ws), "plan.md", "rad plan plan.md")
+    (ws / "bad.json").write_text("{")
+    assert_one_error_line(run_rad("craft", "bad.json", cwd=ws), "bad.json", "not valid JSON")
+    assert not (ws / ".craft.lock").exists()
+
+
+def test_written_files_keep_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    ws = make_workspace(tmp_path / "ws", BASE)
+    path = manifest_path(ws)
+    os.chmod(path, 0o640)
+    assert run_rad("craft", "REQ-001", cwd=ws).returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640  # an existing file keeps its mode
+    output = plan_dir(ws) / "artifacts" / "tasks" / "I1.T1.md"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask  # a new one gets the umask's

@@ -340,3 +340,49 @@ def test_plan_json_is_kept_in_step(tmp_path: Path) -> None:
     meta = json.loads((plan_dir(ws) / "plan.json").read_text())
     assert (meta["completed_tasks"], meta["status"]) == (2, "completed")
     assert meta["updated_at"] > 1733500000
+
+
+def test_keep_going_failure_exits_1_even_when_the_bound_is_reached(tmp_path: Path) -> None:
+    plan = manifest(
+        [task("I1.T1"), task("I1.T2", description="mock-fail: auth")],
+        [task("I2.T1", deps=["I1.T2"])],
+        [task("I3.T1")],
+    )
+    ws = make_workspace(tmp_path / "ws", plan)
+    result = run_rad("craft", "REQ-001", "--keep-going", "--iterations", "1", "--json", cwd=ws)
+    assert result.returncode == 1
+    evs = events(result.stdout)
+    finish = evs[-1]
+    assert finish["outcome"] == "failed" and finish["exit_code"] == 1
+    assert "iteration bound of 1 was reached too" in finish["message"]
+    # I2's only task is blocked: reported once, and I2 is neither run nor counted.
+    assert [e["task_id"] for e in evs if e["event"] == "task_blocked"] == ["I2.T1"]
+    assert [e["iteration_id"] for e in evs if e["event"] == "iteration_started"] == ["I1"]
+    going = run_rad("craft", "REQ-001", "--keep-going", "--iterations", "1", "--json", cwd=ws)
+    started = [e["iteration_id"] for e in events(going.stdout) if e["event"] == "iteration_started"]
+    assert started == ["I1"]  # I1.T2 is attempted again; I2 stays blocked, I3 waits for the bound
+
+
+def test_restart_with_a_filter_forgets_only_the_selected_work(tmp_path: Path) -> None:
+    plan = manifest([task("I1.T1"), task("I1.T2", deps=["I1.T1"])], [task("I2.T1", deps=["I1.T2"])])
+    ws = make_workspace(tmp_path / "ws", plan)
+    assert run_rad("craft", "REQ-001", cwd=ws).returncode == 0
+    result = run_rad("craft", "REQ-001", "--restart", "--task", "I2.T1", "--json", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert [e["task_id"] for e in events(result.stdout) if e["event"] == "task_started"] == ["I2.T1"]
+    state = tasks_by_id(read_manifest(ws))
+    assert all(t["status"] == "completed" for t in state.values())
+    assert state["I1.T1"]["attempts"] == 1 and state["I2.T1"]["attempts"] == 1
+    whole = run_rad("craft", "REQ-001", "--restart", "--iteration", "I1", "--json", cwd=ws)
+    assert [e["task_id"] for e in events(whole.stdout) if e["event"] == "task_started"] == ["I1.T1", "I1.T2"]
+
+
+def test_restart_clears_results_of_the_previous_run(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")], [task("I2.T1")]))
+    assert run_rad("craft", "REQ-001", cwd=ws).returncode == 0
+    # Stop right after I1 so I2.T1 shows what a restarted, not yet re-run task looks like.
+    assert run_rad("craft", "REQ-001", "--restart", "--iterations", "1", cwd=ws).returncode == 0
+    pending = tasks_by_id(read_manifest(ws))["I2.T1"]
+    assert pending["status"] == "pending" and pending["attempts"] == 0
+    for stale in ("usage", "duration_ms", "completed_at", "output_path", "last_error"):
+        assert stale not in pending

@@ -112,6 +112,11 @@ class AgentConfig(BaseModel):
                 f"agent {self.id}: cannot read prompt file {self.prompt_file}: {exc.strerror}",
                 hint=f"fix prompt_path in {self.source}",
             ) from None
+        except UnicodeDecodeError:
+            raise InvalidDataError(
+                f"agent {self.id}: prompt file {self.prompt_file} is not UTF-8 text",
+                hint="save it as UTF-8",
+            ) from None
 
 
 @dataclass

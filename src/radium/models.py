@@ -159,6 +159,16 @@ class PlanTask(_Model):
         self.status = status
         self.completed = status is TaskStatus.COMPLETED
 
+    def reset(self) -> None:
+        """Forget every trace of execution (``--restart``): pending, no attempts, no results."""
+        self.set_status(TaskStatus.PENDING)
+        self.attempts = 0
+        self.last_error = None
+        self.started_at = self.completed_at = None
+        self.duration_ms = None
+        self.usage = None
+        self.output_path = None
+
 
 class Iteration(_Model):
     """An ordered group of tasks; iterations run one after the other."""

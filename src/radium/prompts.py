@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from radium.errors import MissingConfigurationError
+from radium.errors import InvalidDataError, MissingConfigurationError
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _IMPORT_LINE = re.compile(r"^@(\S+)\s*$")
@@ -101,6 +101,9 @@ def load_context_file(path: Path, label: str | None = None) -> ContextFile:
 def _expand(path: Path, stack: tuple[Path, ...], origin: tuple[Path, int] | None) -> str:
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
+        raise InvalidDataError(f"context file {path}{where} is not UTF-8 text", hint="save it as UTF-8") from None
     except OSError as exc:
         where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
         raise MissingConfigurationError(

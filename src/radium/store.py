@@ -19,6 +19,7 @@ Guarantees:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -30,10 +31,16 @@ from typing import Iterable, Iterator
 from pydantic import ValidationError
 
 from radium.errors import CheckpointWriteError, InvalidDataError, PlanLockedError
-from radium.models import Iteration, PlanManifest, PlanMetadata, PlanStatus, PlanTask
+from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
+
+
+# Files are created 0600 by mkstemp; give them the mode a plain open() would
+# (read once here, at import, while the process is single-threaded).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
@@ -48,6 +55,11 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
     directory = path.parent
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        try:
+            mode = path.stat().st_mode & 0o777  # keep the existing file's permissions
+        except OSError:
+            mode = 0o666 & ~_UMASK
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
@@ -106,7 +118,11 @@ def read_json(path: Path, what: str) -> object:
 
 def load_manifest(path: Path) -> PlanManifest:
     """Load and validate a ``plan_manifest.json``."""
-    data = read_json(path, "plan manifest")
+    return parse_manifest(path, read_json(path, "plan manifest"))
+
+
+def parse_manifest(path: Path, data: object) -> PlanManifest:
+    """Validate manifest data read from ``path`` (named in errors)."""
     try:
         return PlanManifest.model_validate(data)
     except ValidationError as exc:
@@ -165,29 +181,40 @@ def journal_path_for(manifest_path: Path) -> Path:
     return manifest_path.with_name(manifest_path.stem + ".journal")
 
 
-def apply_journal(manifest: PlanManifest, path: Path) -> int:
+def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> int | None:
     """Replay task updates journaled after the manifest was last written; return how many.
 
-    Each line holds one task's whole state, so replaying is idempotent. A line
-    that does not parse can only be the last, torn by a crash mid-append: it
-    and anything after it are ignored (that update was never acknowledged).
+    The journal's first line names (by SHA-256) the manifest text it extends.
+    If the manifest on disk is not that text (it was edited by hand, or a
+    crash left an old journal beside a newer manifest) the journal is stale:
+    nothing is replayed and ``None`` is returned. Each later line holds one
+    task's whole state, so replaying is idempotent. A line that does not parse
+    can only be the last, torn by a crash mid-append: it and anything after it
+    are ignored (that update was never acknowledged).
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return 0
     except OSError as exc:
         raise InvalidDataError(f"cannot read checkpoint journal {path}: {exc.strerror}") from None
+    lines = text.splitlines()
+    try:
+        header = json.loads(lines[0]) if lines else {}
+    except ValueError:
+        header = {}
+    if not isinstance(header, dict) or header.get("manifest_sha256") != manifest_sha256:
+        return None
     positions = {
         task.id: (iteration, position)
         for iteration in manifest.iterations
         for position, task in enumerate(iteration.tasks)
     }
+    touched: dict[int, Iteration] = {}
     applied = 0
-    for line in text.splitlines():
+    for line in lines[1:]:
         try:
-            entry = json.loads(line)
-            task = PlanTask.model_validate(entry["task"])
+            task = PlanTask.model_validate(json.loads(line)["task"])
         except (ValueError, KeyError, TypeError, ValidationError):
             break
         found = positions.get(task.id)
@@ -195,9 +222,10 @@ def apply_journal(manifest: PlanManifest, path: Path) -> int:
             continue
         iteration, position = found
         iteration.tasks[position] = task
-        with contextlib.suppress(ValueError, KeyError):
-            iteration.status = PlanStatus(entry["iteration_status"])
+        touched[id(iteration)] = iteration
         applied += 1
+    for iteration in touched.values():
+        iteration.refresh_status()
     return applied
 
 
@@ -236,15 +264,23 @@ class PlanStore:
         self._tasks_dir_ready = False
         self._journal_bytes = 0
         self._manifest_bytes = 0
+        self._manifest_sha256: str | None = None
+        self.stale_journal = False
+        """True when ``load`` found a journal that does not extend this manifest (and ignored it)."""
         self.saves = 0
         self.compactions = 0
 
     def load(self) -> PlanManifest:
         """The manifest with any journaled updates applied."""
+        try:
+            raw = self.manifest_path.read_bytes()
+        except OSError:
+            raw = b""  # load_manifest reports the problem
         manifest = load_manifest(self.manifest_path)
-        apply_journal(manifest, self.journal_path)
+        self._manifest_sha256 = hashlib.sha256(raw).hexdigest()
+        self._manifest_bytes = len(raw)
+        self.stale_journal = apply_journal(manifest, self.journal_path, self._manifest_sha256) is None
         with contextlib.suppress(OSError):
-            self._manifest_bytes = self.manifest_path.stat().st_size
             self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         return manifest
 
@@ -255,9 +291,8 @@ class PlanStore:
         self.write_checkpoint(manifest.to_json(), self.metadata_text(manifest, final=True))
 
     @staticmethod
-    def journal_line(iteration: Iteration, task: PlanTask) -> str:
-        entry = {"iteration": iteration.id, "iteration_status": iteration.status.value, "task": task.model_dump(mode="json")}
-        return json.dumps(entry, ensure_ascii=False) + "\n"
+    def journal_line(task: PlanTask) -> str:
+        return json.dumps({"task": task.model_dump(mode="json")}, ensure_ascii=False) + "\n"
 
     def wants_compaction(self, extra_bytes: int) -> bool:
         """Whether appending ``extra_bytes`` would make the journal outgrow its budget."""
@@ -270,11 +305,19 @@ class PlanStore:
                 atomic_write_text(self.manifest_path, manifest_text, durable=durable)
             except OSError as exc:
                 raise self._write_error(self.manifest_path, exc) from None
-            # The manifest now holds everything the journal held.
-            with contextlib.suppress(FileNotFoundError):
+            # The manifest now holds everything the journal held. (Should the
+            # unlink be lost in a power cut, the journal names the old manifest's
+            # hash and is ignored.)
+            try:
                 self.journal_path.unlink()
+                if durable:
+                    fsync_directory(self.journal_path.parent)
+            except FileNotFoundError:
+                pass
             self._journal_bytes = 0
-            self._manifest_bytes = len(manifest_text)
+            encoded = manifest_text.encode("utf-8")
+            self._manifest_bytes = len(encoded)
+            self._manifest_sha256 = hashlib.sha256(encoded).hexdigest()
             self.saves += 1
             self.compactions += 1
             self._write_metadata(metadata_text)
@@ -284,6 +327,11 @@ class PlanStore:
         with self._write_lock:
             try:
                 created = not self.journal_path.exists()
+                if created:
+                    if self._manifest_sha256 is None:
+                        self._manifest_sha256 = hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()
+                    header = {"journal": 1, "manifest_sha256": self._manifest_sha256}
+                    text = json.dumps(header) + "\n" + text
                 with open(self.journal_path, "a", encoding="utf-8", newline="") as handle:
                     handle.write(text)
                     handle.flush()
@@ -363,7 +411,8 @@ class PlanStore:
         """A completed task's stored output, or None if there is none."""
         path = self.plan_dir / task.output_path if task.output_path else self.output_path(task.id)
         try:
-            return path.read_text(encoding="utf-8")
+            # An output edited into another encoding must not stop the run.
+            return path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
 

@@ -128,6 +128,11 @@ class Workspace:
         if not candidate.is_absolute():
             candidate = (cwd or Path.cwd()) / candidate
         if candidate.is_file():
+            if candidate.suffix.lower() != ".json":
+                raise PlanNotFoundError(
+                    f"{identifier} is a file but not a plan manifest (plan_manifest.json)",
+                    hint=f"to turn a plan file into a plan, run `rad plan {identifier}` first",
+                )
             return _ref_for_manifest(candidate.resolve())
         if candidate.is_dir():
             for manifest in (candidate / MANIFEST_RELATIVE, candidate / "plan_manifest.json"):

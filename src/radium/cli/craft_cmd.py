@@ -103,8 +103,14 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         run_dry(executor, store.load(), show_prompts=show_prompts, emit=renderer if json_output else None)
         return
 
+    store.load()  # a broken manifest is reported before any lock file is created
     with store.lock():
-        manifest = store.load()
+        manifest = store.load()  # again, now that no other run can change it
+        if store.stale_journal:
+            warn(
+                f"ignored {store.journal_path.name}: it does not extend the current manifest "
+                "(the manifest was edited or restored); the manifest's state is used"
+            )
         code = asyncio.run(_run_with_signals(executor, manifest, renderer))
     raise SystemExit(int(code))
 

@@ -32,9 +32,11 @@ prints or exits, except ``print_progress`` which exists for API parity.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
@@ -44,6 +46,7 @@ from radium.errors import (
     AgentNotFoundError,
     DependencyNotMetError,
     ErrorCategory,
+    InvalidDataError,
     ExitCode,
     ModelExecutionError,
     ModelTimeoutError,
@@ -370,9 +373,17 @@ class PlanExecutor:
             for name in ("max_retries", "base_delay_ms", "max_delay_ms", "timeout_s")
             if name not in self.config.retry_explicit
         }
-        if overrides.get("max_delay_ms") is None and overrides.get("base_delay_ms") is not None:
-            overrides["max_delay_ms"] = max(policy.max_delay_ms, overrides["base_delay_ms"])
-        return policy.with_overrides(**overrides)
+        base = overrides.get("base_delay_ms")
+        if base is not None and overrides.get("max_delay_ms") is None and "max_delay_ms" not in self.config.retry_explicit:
+            # An agent raising its base delay above the run's (default) cap raises the cap too.
+            overrides["max_delay_ms"] = max(policy.max_delay_ms, base)
+        try:
+            return policy.with_overrides(**overrides)
+        except ValueError as exc:
+            raise InvalidDataError(
+                f"agent {agent.id} ({agent.source}): retry settings conflict with the run's: {exc}",
+                hint="make max_delay_ms at least base_delay_ms, in the agent file or on the command line",
+            ) from None
 
     def engine_for(self, task: PlanTask) -> Engine:
         """The (shared) engine for a task's agent, created on first use."""
@@ -481,12 +492,11 @@ class PlanExecutor:
         self._attach(manifest)
         self._changed = None
         config = self.config
+        restart = config.restart or not config.skip_completed
+        in_scope = self._scope(manifest)
         for _, task in manifest.tasks():
-            if config.restart or not config.skip_completed:
-                if task.status is not TaskStatus.PENDING or task.completed:
-                    task.set_status(TaskStatus.PENDING)
-                    task.attempts = 0
-                    task.last_error = None
+            if restart and task.id in in_scope:
+                task.reset()  # --restart forgets only what this run will redo
             elif task.status in (TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED, TaskStatus.FAILED):
                 task.set_status(TaskStatus.PENDING)
         for iteration in manifest.iterations:
@@ -507,8 +517,17 @@ class PlanExecutor:
                         )
                     if agent.id not in self._templates:
                         self._templates[agent.id] = agent.read_prompt()
+                self.policy_for(task)
                 self.engine_for(task)
         return selected
+
+    def _scope(self, manifest: PlanManifest) -> set[str]:
+        """Ids of the tasks ``--task``/``--iteration`` put in reach of this run (all by default)."""
+        if self.config.only_task is not None:
+            return {self.config.only_task}
+        if self.config.only_iteration is not None:
+            return {t.id for it in manifest.iterations if it.id == self.config.only_iteration for t in it.tasks}
+        return set(self._index)
 
     def _select(self, manifest: PlanManifest) -> list[tuple[Iteration, list[PlanTask]]]:
         config = self.config
@@ -604,7 +623,9 @@ class PlanExecutor:
         executed = 0
         try:
             for iteration, tasks in selected:
-                pending = [t for t in tasks if not t.completed]
+                # Tasks already blocked by an earlier failure were reported then; an
+                # iteration with nothing else left neither runs nor counts.
+                pending = [t for t in tasks if not t.completed and t.status is not TaskStatus.BLOCKED]
                 if not pending:
                     continue
                 if executed >= mode.limit:
@@ -637,16 +658,30 @@ class PlanExecutor:
             result = self._finish(manifest, state, "interrupted")
             self.emit(Event("run_finished", self._result_fields(result)))
             raise
+        except BaseException:
+            # A checkpoint that cannot be written, or a bug: stop the other calls and
+            # save what can be saved before the error reaches the user.
+            runners = list(state.running)
+            for runner in runners:
+                runner.cancel()
+            if runners:
+                await asyncio.wait(runners, timeout=5)
+            with contextlib.suppress(Exception):
+                self._save_after_cancel(manifest, state)
+            raise
         finally:
             await self.aclose()
-        if outcome == "completed":
-            if state.failures:
-                outcome = "failed"
-            elif state.blocked:
-                outcome = "blocked"
-            elif self.config.only_task or self.config.only_iteration:
-                outcome = "filtered"
+        # A failure decides the exit code even when the bound was reached too (--keep-going).
+        bound_hit = outcome in ("bound_reached", "sanity_limit")
+        if state.failures:
+            outcome = "failed"
+        elif state.blocked and not bound_hit:
+            outcome = "blocked"
+        elif outcome == "completed" and (self.config.only_task or self.config.only_iteration):
+            outcome = "filtered"
         result = self._finish(manifest, state, outcome)
+        if bound_hit and outcome == "failed":
+            result.message += f" (the iteration bound of {mode.limit} was reached too)"
         self.emit(Event("run_finished", self._result_fields(result)))
         return result
 
@@ -658,7 +693,8 @@ class PlanExecutor:
         for task in tasks:
             reason = self._blocking_reason(task, in_run)
             if reason is not None:
-                self._block(task, reason, state)
+                if task.status is not TaskStatus.BLOCKED:
+                    self._block(task, reason, state)
                 continue
             count = sum(1 for dep in task.dependencies if dep in in_run)
             waiting_on[task.id] = count
@@ -724,7 +760,6 @@ class PlanExecutor:
         task.started_at = utc_now_iso()
         task.completed_at = None
         task.duration_ms = None
-        iteration.refresh_status()
         if self.store is not None and self.config.save_prompts:
             try:
                 self.store.write_prompt(task.id, self.render_prompt(task))
@@ -766,7 +801,6 @@ class PlanExecutor:
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = None
-        iteration.refresh_status()
         completed, total = state.counts or state.manifest.counts()
         completed += 1
         state.counts = (completed, total)
@@ -801,7 +835,6 @@ class PlanExecutor:
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = TaskErrorRecord(category=error.category.value, message=str(error), kind=error.kind)
-        iteration.refresh_status()
         if result.usage:
             state.prompt_tokens += result.usage.prompt_tokens
             state.completion_tokens += result.usage.completion_tokens
@@ -829,14 +862,13 @@ class PlanExecutor:
             for _, other in state.manifest.tasks():
                 for dep in other.dependencies:
                     state.dependents.setdefault(dep, []).append(other.id)
-        queue = [(failed_id, dependent) for dependent in state.dependents.get(failed_id, ())]
+        queue = deque((failed_id, dependent) for dependent in state.dependents.get(failed_id, ()))
         while queue:
-            cause, task_id = queue.pop(0)
-            iteration, task = self._index[task_id]
+            cause, task_id = queue.popleft()
+            task = self._index[task_id][1]
             if task.completed or task.status in (TaskStatus.BLOCKED, TaskStatus.IN_PROGRESS):
                 continue
             self._block(task, f"Dependency task not completed: {cause}", state)
-            iteration.refresh_status()
             queue.extend((task_id, dependent) for dependent in state.dependents.get(task_id, ()))
 
     def _touch(self, task: PlanTask) -> Iteration:
@@ -865,10 +897,14 @@ class PlanExecutor:
         store = self.store
         if store is None:
             return
-        journal = "".join(store.journal_line(self._index[t.id][0], t) for t in self._changed_tasks.values())
+        journal = "".join(store.journal_line(t) for t in self._changed_tasks.values())
         self._changed_tasks = {}
         if final or self._changed is None or store.wants_compaction(len(journal)):
             changed = None if self._changed is None else self._changed.values()
+            # Iteration statuses are derived; they are brought up to date here, once
+            # per compaction, rather than after every task (a full scan each time).
+            for iteration in manifest.iterations if changed is None else changed:
+                iteration.refresh_status()
             text = self._serializer.render(manifest, changed)
             self._changed = {}
             metadata = store.metadata_text(manifest, final=True)

@@ -183,6 +183,11 @@ def _check_agents(
         agent = agents.agents[agent_id]
         try:
             template = agent.prompt_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            report.errors.append(
+                Problem("missing-prompt", f"agent {agent_id}: prompt file {agent.prompt_file} is not UTF-8 text", first_task)
+            )
+            continue
         except OSError as exc:
             report.errors.append(
                 Problem(
