@@ -377,3 +377,58 @@ def test_zombie_free_after_success(tmp_path):
         if fields[0] == "Z" and int(fields[1]) == me:
             zombies.append(entry.name)
     assert zombies == []
+
+
+def test_helpers_left_running_after_a_successful_exit_are_stopped(tmp_path) -> None:
+    """A CLI agent that starts a background helper (stdio detached) and exits 0: the task is
+    over, so the helper must not outlive it."""
+    import os
+    import sys
+    import time
+
+    from radium.engines import EngineSettings, GenerationParams, create_engine
+
+    pid_file = tmp_path / "helper.pid"
+    script = tmp_path / "bg.py"
+    script.write_text(
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+        "print('done')\n"
+    )
+    engine = create_engine(EngineSettings(engine="command", command=(sys.executable, str(script)), agent_id="bg"))
+    response = asyncio.run(engine.generate("go", GenerationParams(timeout_s=10)))
+    assert response.text.strip() == "done"
+    helper = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the helper is still running")
+
+
+def test_timeout_of_a_program_ignoring_sigterm_keeps_the_engine_message(tmp_path) -> None:
+    """The executor's safety net waits for the engine's SIGTERM→SIGKILL grace, so the user
+    sees the engine's message (with stderr), not a generic one."""
+    import sys
+
+    from helpers import make_workspace, manifest, run_rad, task, write_agent
+
+    script = tmp_path / "stubborn.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "print('working hard', file=sys.stderr, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")]), agents=())
+    write_agent(ws, "writer", engine="command", command=[sys.executable, str(script)], timeout_s=0.5, max_retries=0)
+    result = run_rad("craft", "REQ-001", cwd=ws, timeout=60)
+    assert result.returncode == 1
+    assert "did not finish within 0.5s (its process group was killed)" in result.stdout
+    assert "working hard" in result.stdout

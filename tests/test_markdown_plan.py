@@ -337,7 +337,9 @@ def test_a_json_block_inside_a_markdown_plan_is_just_description() -> None:
         ("# P\n## iteration 2 - B\n", "markdown"),
         ("# P\n1. **x** - y\n   - Agent: a\n", "markdown"),  # a plan missing its iteration heading
         ('{"project_name": "P", "iterations": []}', "json"),
-        ('Some words\n```json\n{"a": 1}\n```\n', "json"),
+        ('Some words\n```json\n{"a": 1}\n```\n', None),  # a spec quoting an example payload
+        ('Some words\n```json\n{"project_name": "P", "iterations": []}\n```\n', "json"),
+        ('{"city": "Paris"}\nmore text', None),
         ("# Spec\nBuild a thing.\n## Overview\n1. It must be fast\n", None),
         ("Make me a todo app", None),
         ("# Spec\n```\n## Iteration 1: inside a fence\n```\n", None),
@@ -490,3 +492,29 @@ def test_export_parse_round_trip_of_a_generated_50_task_plan(seed: int) -> None:
     assert manifest.counts() == (0, 50)
     exported = export_markdown(manifest)
     assert dump(parse_plan_text(exported, "generated.md")) == dump(manifest)
+
+
+def test_long_runs_of_spaces_parse_in_linear_time() -> None:
+    import time
+
+    spaces = " " * 40_000
+    text = (
+        f"# P{spaces}x\n## Iteration 1: A{spaces}b ##\nGoal: g{spaces}h\n"
+        f"1. **T** - d{spaces}e\n   - Agent: w{spaces}\n   - Acceptance: a{spaces}b\n"
+    )
+    started = time.perf_counter()
+    manifest = parse_plan_text(text, "big.md")
+    assert time.perf_counter() - started < 2  # the old patterns took 10-20 s here
+    task = manifest.iterations[0].tasks[0]
+    assert task.agent_id == "w" and manifest.iterations[0].name.endswith("b")
+
+
+def test_only_real_line_breaks_split_lines() -> None:
+    text = "# P\r\n## Iteration 1: A\r\n1. **A\u2028B** - x\x0cy\r\n   - Agent: w\r\n   - Dependencies: none\n"
+    task = parse_plan_text(text, "x.md").iterations[0].tasks[0]
+    assert task.title == "A\u2028B" and task.description == "x\x0cy"
+
+
+def test_dependency_separators_are_case_insensitive() -> None:
+    text = "# P\n## Iteration 1: A\n1. **A** - x\n   - Agent: w\n2. **B** - y\n   - Agent: w\n3. **C** - z\n   - Agent: w\n   - Dependencies: I1.T1 AND I1.T2\n"
+    assert parse_plan_text(text, "x.md").iterations[0].tasks[2].dependencies == ["I1.T1", "I1.T2"]

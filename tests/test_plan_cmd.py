@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -469,3 +470,27 @@ def test_prompt_names_spec_and_agents_even_when_the_template_does_not() -> None:
     assert prompt.rstrip().endswith("Specification:\n\nthe spec {{agents}}")  # a value is never re-substituted
     shipped = build_prompt(default_prompt(), "S", empty)
     assert "{{" not in shipped and shipped.rstrip().endswith("S")
+
+
+def test_staging_left_by_a_killed_rad_plan_is_cleaned_up(ws: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = ws / ".radium" / "plan" / f".new-REQ-009-x-{int(dead.stdout)}-abcd1234"
+    (abandoned / "plan").mkdir(parents=True)
+    (ws / "plan.md").write_text(GOOD_PLAN)
+    assert rad(ws, "plan", "plan.md").returncode == 0
+    assert not abandoned.exists()
+
+
+def test_an_export_that_would_not_parse_back_says_so(ws: Path) -> None:
+    plan = {
+        "project_name": "P",
+        "iterations": [
+            {"name": "A", "description": "Steps:\n1. first\n2. second", "tasks": [
+                {"title": "Use **bold** here", "agent_id": "w", "dependencies": [], "acceptance_criteria": []}]},
+        ],
+    }
+    (ws / "plan.json").write_text(json.dumps(plan))
+    assert rad(ws, "plan", "plan.json").returncode == 0
+    result = rad(ws, "plan", "--export", "REQ-001")
+    assert result.returncode == 0 and result.stdout.startswith("# P")
+    assert "Warning: export is not exact: iteration I1: 1 tasks would come back as 3" in result.stderr

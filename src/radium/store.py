@@ -383,10 +383,29 @@ class PlanStore:
     # ------------------------------------------------------------ artifacts
 
     def output_path(self, task_id: str) -> Path:
-        return self.tasks_dir / f"{task_id}.md"
+        return self._artifact(f"{task_id}.md")
 
     def prompt_path(self, task_id: str) -> Path:
-        return self.tasks_dir / f"{task_id}.prompt.md"
+        return self._artifact(f"{task_id}.prompt.md")
+
+    def _artifact(self, name: str) -> Path:
+        # Task ids are validated (radium.planning.validation), but ids come from
+        # files users receive; never let one address a file outside tasks/.
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise InvalidDataError(f"task id in {name!r} cannot be used as a file name")
+        return self.tasks_dir / name
+
+    def remove_stale_temp_files(self) -> int:
+        """Delete temporary files a killed run left mid-write; call only while holding the lock."""
+        removed = 0
+        for directory in (self.manifest_path.parent, self.plan_dir, self.tasks_dir):
+            if not directory.is_dir():
+                continue
+            for path in directory.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def write_output(self, task_id: str, text: str) -> str:
         """Store a task's model output; returns its path relative to the plan folder."""

@@ -105,6 +105,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
 
     store.load()  # a broken manifest is reported before any lock file is created
     with store.lock():
+        store.remove_stale_temp_files()  # left by a run killed mid-write
         manifest = store.load()  # again, now that no other run can change it
         if store.stale_journal:
             warn(

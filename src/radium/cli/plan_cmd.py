@@ -72,11 +72,18 @@ def plan(
 
 
 def _export(settings, identifier: str) -> None:  # noqa: ANN001
-    from radium.planning.markdown import export_markdown
+    from radium.planning.markdown import export_markdown, round_trip_differences
 
     workspace = settings.workspace()
     ref = workspace.find_plan(identifier)
-    click.echo(export_markdown(ref.store().load()), nl=False)
+    manifest = ref.store().load()
+    text = export_markdown(manifest)
+    click.echo(text, nl=False)
+    differences = round_trip_differences(manifest, text)
+    for difference in differences[:10]:
+        click.echo(f"Warning: export is not exact: {difference}", err=True)
+    if len(differences) > 10:
+        click.echo(f"Warning: export is not exact: … and {len(differences) - 10} more", err=True)
 
 
 def _create(settings, input_path: str, requirement_text: str | None, name: str | None, stage: str) -> None:  # noqa: ANN001

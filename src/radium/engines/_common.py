@@ -30,7 +30,7 @@ import contextlib
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Callable, ClassVar, Iterator, Mapping
 
@@ -54,7 +54,7 @@ class ProviderContext:
     key_env: str | None = None
     """The variable the key came from; ``None`` when the engine sends no real key."""
     agent_id: str = ""
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # never in a repr or a log line
     timeout_s: float | None = None
 
     def redact(self, text: str) -> str:
@@ -370,6 +370,33 @@ class SDKEngine(Engine):
     @property
     def engine_label(self) -> str:
         return self.name
+
+    # Why a provider stopped generating, normalised to lower case.
+    TRUNCATED_REASONS: ClassVar[frozenset[str]] = frozenset({"length", "max_tokens"})
+    FILTERED_REASONS: ClassVar[frozenset[str]] = frozenset(
+        {"content_filter", "safety", "prohibited_content", "blocklist", "spii", "recitation"}
+    )
+
+    def check_finish(self, reason: str | None) -> None:
+        """Refuse an answer the provider cut short or filtered: it must not become a task's output.
+
+        A truncated answer saved as a success would silently feed dependent
+        tasks half a result; it is a fatal error whose hint says how to fix it.
+        """
+        normalised = (reason or "").strip().lower()
+        if normalised in self.TRUNCATED_REASONS:
+            limit = f" ({self.settings.max_tokens} tokens)" if self.settings.max_tokens else ""
+            raise errors.BadRequestError(
+                self._context().redact(f"{self.engine_label}: the answer was cut at max_tokens{limit} (model {self.model})"),
+                hint=f"raise max_tokens for agent {self.settings.agent_id or '?'}",
+            )
+        if normalised in self.FILTERED_REASONS:
+            raise errors.BadRequestError(
+                self._context().redact(
+                    f"{self.engine_label}: the provider stopped the answer ({normalised}) (model {self.model})"
+                ),
+                hint="rephrase the task or its context",
+            )
 
     def _key_candidates(self) -> tuple[str, ...]:
         if self.settings.api_key_env:

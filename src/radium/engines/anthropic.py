@@ -200,11 +200,12 @@ class AnthropicEngine(SDKEngine):
         stop = getattr(message, "stop_reason", None)
         if stop:
             metadata["finish_reason"] = str(stop)
-        if stop == "refusal" and not "".join(parts).strip():
+        if stop == "refusal":
             raise errors.BadRequestError(
                 self._context().redact(f"{self.engine_label}: the model refused to answer (model {self.model})"),
                 hint="rephrase the task or its context",
             )
+        self.check_finish(stop)
         return EngineResponse(
             text="".join(parts),
             usage=usage,

@@ -70,6 +70,10 @@ class Engine(ABC):
 
     name: ClassVar[str]
     default_model: ClassVar[str | None] = None
+    timeout_grace_s: ClassVar[float] = 0.5
+    """How long past its timeout the engine may take to report it (e.g. to kill a
+    process group). The executor's safety-net timeout waits this long before it
+    steps in, so the engine's own, more informative error wins."""
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings

@@ -82,6 +82,14 @@ def _signal_name(number: int) -> str:
         return f"signal {number}"
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def _kill_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -120,6 +128,8 @@ class CommandEngine(Engine):
     name = "command"
     term_grace_s: ClassVar[float] = 2.0
     """Wait between SIGTERM and SIGKILL of the process group."""
+    timeout_grace_s: ClassVar[float] = term_grace_s + 1.0
+    """Killing the group on a timeout takes up to ``term_grace_s``; the executor waits for it."""
     drain_s: ClassVar[float] = 0.5
     """After the program exits, how long its pipes may stay open (held by its children)."""
     stderr_tail_lines: ClassVar[int] = 10
@@ -196,6 +206,13 @@ class CommandEngine(Engine):
 
     def _build(self, prompt: str) -> tuple[list[str], bytes | None]:
         template = self._argv_template()
+        try:
+            prompt.encode("utf-8")
+        except UnicodeEncodeError:
+            raise errors.BadRequestError(
+                "command: the prompt holds characters that cannot be encoded as UTF-8 (lone surrogates)",
+                hint="remove them from the task or its context",
+            ) from None
         if any(PLACEHOLDER in part for part in template):
             return [part.replace(PLACEHOLDER, prompt) for part in template], None
         return template, prompt.encode("utf-8")
@@ -285,7 +302,20 @@ class CommandEngine(Engine):
             await self._terminate(proc)
             raise
 
+        await self._stop_leftovers(proc.pid)
         return self._result(returncode, stdout.data, stderr.data)
+
+    async def _stop_leftovers(self, pgid: int) -> None:
+        """After the program exits, end what it left running in its group (a task is over when
+        its agent is; background helpers would otherwise outlive the run). Costs nothing when
+        the group is already empty."""
+        if not _group_alive(pgid):
+            return
+        _kill_group(pgid, signal.SIGTERM)
+        deadline = asyncio.get_running_loop().time() + self.term_grace_s
+        while _group_alive(pgid) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        _kill_group(pgid, signal.SIGKILL)
 
     async def _communicate(
         self, proc: asyncio.subprocess.Process, data: bytes | None, stdout: _Collector, stderr: _Collector

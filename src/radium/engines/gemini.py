@@ -227,6 +227,7 @@ class GeminiEngine(SDKEngine):
         finish = getattr(candidate, "finish_reason", None)
         if finish is not None:
             metadata["finish_reason"] = str(getattr(finish, "value", finish))
+            self.check_finish(metadata["finish_reason"])
         return EngineResponse(
             text=text,
             usage=usage,

@@ -191,6 +191,7 @@ class OpenAIEngine(SDKEngine):
         finish = getattr(choice, "finish_reason", None)
         if finish:
             metadata["finish_reason"] = str(finish)
+        self.check_finish(finish)
         return EngineResponse(
             text=text,
             usage=usage,

@@ -157,6 +157,7 @@ def create_plan(
     slug = slugify(name) if name else slugify(manifest.project_name)
     workspace.plans_dir.mkdir(parents=True, exist_ok=True)
     with _creation_lock(workspace):
+        _remove_abandoned_staging(workspace)
         next_number = workspace.next_requirement_number()  # also checks the counter file
         if requirement is None:
             number = next_number
@@ -213,6 +214,23 @@ def create_plan(
             # is lost: the next number is never one a plan folder already uses.
             workspace.consume_requirement_number(requirement.number)
     return CreatedPlan(requirement, target, final, metadata)
+
+
+def _remove_abandoned_staging(workspace: Workspace) -> None:
+    """Delete staging folders of ``rad plan`` runs that died mid-creation (their pid is gone).
+
+    Runs under the creation lock, so no live ``rad plan`` is using one it removes.
+    """
+    for staging in workspace.plans_dir.glob(".new-*"):
+        parts = staging.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) == os.getpid():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except OSError:
+            pass  # alive (or not ours to signal): leave it
 
 
 @contextlib.contextmanager

@@ -450,13 +450,16 @@ class PlanExecutor:
         try:
             if timeout_s is None:
                 return await engine.generate(prompt, params)
-            async with asyncio.timeout(timeout_s + 0.5):
+            async with asyncio.timeout(timeout_s + engine.timeout_grace_s):
                 return await engine.generate(prompt, params)
         except TimeoutError:
             raise ModelTimeoutError(f"{engine.name}: no answer within {timeout_s:g} s") from None
         except RadiumError as exc:
             if engine.secrets:
                 exc.message = redact(exc.message, engine.secrets)
+            # The provider's own exception (hidden by ``from None``) may hold an
+            # echoed key; drop it so nothing that walks __context__ can print it.
+            exc.__context__ = None
             raise
         except asyncio.CancelledError:
             raise

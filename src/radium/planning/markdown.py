@@ -69,18 +69,20 @@ FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-f
 
 # ---------------------------------------------------------------- line patterns
 
-_TITLE = re.compile(r"^#(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_SECTION = re.compile(r"^##(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+# Patterns end in ``(.*\S|)\s*$`` (greedy, then trailing blanks) rather than the
+# lazy ``(.*?)\s*$``, which backtracks quadratically on long runs of spaces.
+_TITLE = re.compile(r"^#(?:[ \t]+(.*\S|))?[ \t]*$")
+_SECTION = re.compile(r"^##(?:[ \t]+(.*\S|))?[ \t]*$")
 _ITERATION = re.compile(r"^iteration\s+(\d+)\b\s*(?:[:.\-–—]\s*)?(.*?)$", re.IGNORECASE)
 _NAME_PREFIX = re.compile(r"^iteration\s+\d+\s*[:.\-–—]\s*", re.IGNORECASE)
-_GOAL = re.compile(r"^(?:\*\*|__)?goal(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*?)\s*$", re.IGNORECASE)
-_TASK = re.compile(r"^(\d{1,6})[.)]\s+(.*?)\s*$")
-_NUMBERED = re.compile(r"^(\s*)(\d{1,6})[.)]\s+(.*?)\s*$")
-_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*?)\s*$")
+_GOAL = re.compile(r"^(?:\*\*|__)?goal(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*\S|)\s*$", re.IGNORECASE)
+_TASK = re.compile(r"^(\d{1,6})[.)]\s+(.*\S|)\s*$")
+_NUMBERED = re.compile(r"^(\s*)(\d{1,6})[.)]\s+(.*\S|)\s*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*\S|)\s*$")
 _CHECKBOX = re.compile(r"^\[[ xX]\]\s*(.*?)$")
 _FIELD = re.compile(
     r"^(?:\*\*|__)?(agent[ _]id|agent|dependencies|dependency|depends[ _]on|depends|deps|"
-    r"acceptance[ _]criteria|acceptance|criteria|description)(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*?)\s*$",
+    r"acceptance[ _]criteria|acceptance|criteria|description)(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*\S|)\s*$",
     re.IGNORECASE,
 )
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -88,7 +90,7 @@ _RULE = re.compile(r"^(?:-{3,}|\*{3,}|_{3,})\s*$")
 _TASKS_HEADING = re.compile(r"^#{3,}\s*tasks?\s*:?\s*$", re.IGNORECASE)
 _TASK_ID_PREFIX = re.compile(r"^\[?(I\d+\.T\d+)\]?\s*(?:[:.\-–—]\s*)?(?=\S)", re.IGNORECASE)
 _DASH_SPLIT = re.compile(r"\s+[-–—]\s+")
-_DEP_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*")
+_DEP_SPLIT = re.compile(r"\s*(?:,|;|\band\b)\s*", re.IGNORECASE)
 _NONE_VALUES = {"", "none", "n/a", "na", "-", "—", "nothing", "no", "[]"}
 
 _FIELD_KINDS = {
@@ -177,6 +179,20 @@ class _IterationDraft:
     tasks: list[_TaskDraft] = field(default_factory=list)
 
 
+def _strip_closing_hashes(heading: str) -> str:
+    """``Setup ##`` → ``Setup`` (an ATX closing sequence); ``C#`` stays ``C#``."""
+    heading = heading.strip()
+    bare = heading.rstrip("#")
+    if bare != heading and (not bare or bare[-1] in " \t"):
+        return bare.strip()
+    return heading
+
+
+def _lines(text: str) -> list[str]:
+    """Split on line breaks only (``str.splitlines`` also splits on U+2028, form feeds…)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
 class _Problems:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -193,9 +209,7 @@ class _Problems:
 
 def plan_error(source: str, problems: list[str]) -> InvalidDataError:
     """One ``InvalidDataError`` for a list of problems (all listed, ``; `` separated)."""
-    shown = problems[:5]
-    more = f"; and {len(problems) - len(shown)} more" if len(problems) > len(shown) else ""
-    return InvalidDataError(f"{source}: " + "; ".join(shown) + more, hint=FORMAT_HINT)
+    return InvalidDataError(f"{source}: " + "; ".join(problems), hint=FORMAT_HINT)
 
 
 # ---------------------------------------------------------------- public API
@@ -207,21 +221,22 @@ def looks_like_plan(text: str) -> str | None:
     Markdown is a plan when it has an ``## Iteration N`` heading outside code
     fences, or numbered tasks with indented ``- Agent:`` bullets, which only a
     plan has (it is then parsed, and the missing heading is reported). JSON is a
-    plan when the text is a JSON object, or holds a ```` ```json ```` block.
+    plan when the text is a JSON object, or holds a ```` ```json ```` block, that
+    has an ``"iterations"`` key: a spec quoting an example payload is a spec.
     """
     stripped = text.strip()
-    if stripped.startswith("{"):
+    if stripped.startswith("{") and '"iterations"' in stripped:
         return "json"
     in_fence = False
     has_agent_field = has_task = False
-    for line in text.splitlines():
+    for line in _lines(text):
         if _FENCE.match(line):
             in_fence = not in_fence
             continue
         if in_fence:
             continue
         section = _SECTION.match(line)
-        if section and _ITERATION.match((section.group(1) or "").strip().strip("*_ ")):
+        if section and _ITERATION.match(_strip_closing_hashes(section.group(1) or "").strip("*_ ")):
             return "markdown"
         has_task = has_task or bool(_TASK.match(line))
         bullet = _BULLET.match(line)
@@ -231,7 +246,8 @@ def looks_like_plan(text: str) -> str | None:
                 has_agent_field = True
     if has_agent_field and has_task:
         return "markdown"
-    if _json_block(text) is not None:
+    block = _json_block(text)
+    if block is not None and '"iterations"' in block[0]:
         return "json"
     return None
 
@@ -287,12 +303,59 @@ def export_markdown(manifest: PlanManifest) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
+def round_trip_differences(manifest: PlanManifest, exported: str) -> list[str]:
+    """How parsing ``exported`` (``export_markdown(manifest)``) would differ from ``manifest``.
+
+    Free text can contain lines the format would read as structure (a heading,
+    a numbered task, a field); rather than let such a plan change silently on
+    its way through markdown, ``rad plan --export`` reports what would not come
+    back. An empty list means the export parses back to the same plan content.
+    """
+    try:
+        back = parse_plan_text(exported, "export")
+    except InvalidDataError as exc:
+        return [f"the export does not parse back: {exc.message}"]
+    new_ids = {
+        task.id: f"I{i}.T{m}"
+        for i, iteration in enumerate(manifest.iterations, start=1)
+        for m, task in enumerate(iteration.tasks, start=1)
+    }
+    differences: list[str] = []
+    if len(back.iterations) != len(manifest.iterations):
+        differences.append(f"{len(manifest.iterations)} iterations would come back as {len(back.iterations)}")
+    for i, (old, new) in enumerate(zip(manifest.iterations, back.iterations), start=1):
+        if len(old.tasks) != len(new.tasks):
+            differences.append(f"iteration I{i}: {len(old.tasks)} tasks would come back as {len(new.tasks)}")
+        if _one_line(old.goal or "") != (new.goal or ""):
+            differences.append(f"iteration I{i}: the goal would change")
+        for old_task, new_task in zip(old.tasks, new.tasks):
+            label = new_ids[old_task.id]
+            expected = {
+                "title": _one_line(old_task.title),
+                "agent": old_task.agent_id,
+                "dependencies": [new_ids.get(d, d) for d in old_task.dependencies],
+                "acceptance criteria": old_task.acceptance_criteria,
+                "description": (old_task.description or "").strip() or None,
+            }
+            actual = {
+                "title": new_task.title,
+                "agent": new_task.agent_id,
+                "dependencies": new_task.dependencies,
+                "acceptance criteria": new_task.acceptance_criteria,
+                "description": (new_task.description or "").strip() or None,
+            }
+            for field_name, value in expected.items():
+                if actual[field_name] != value:
+                    differences.append(f"task {label}: the {field_name} would change")
+    return differences
+
+
 # ---------------------------------------------------------------- markdown parser
 
 
 def _parse_markdown(text: str, source: str) -> PlanManifest:
     problems = _Problems(source)
-    lines = text.splitlines()
+    lines = _lines(text)
 
     title: str | None = None
     title_line = 0
@@ -338,7 +401,7 @@ def _parse_markdown(text: str, source: str) -> PlanManifest:
         # Headings.
         title_match = _TITLE.match(line)
         if title_match:
-            heading = (title_match.group(1) or "").strip()
+            heading = _strip_closing_hashes(title_match.group(1) or "")
             if title is None and context == "start":
                 if not heading:
                     problems.add(number, "the '# ' title is empty")
@@ -354,7 +417,7 @@ def _parse_markdown(text: str, source: str) -> PlanManifest:
             break
         section = _SECTION.match(line)
         if section:
-            heading = (section.group(1) or "").strip()
+            heading = _strip_closing_hashes(section.group(1) or "")
             match = _ITERATION.match(heading.strip("*_ "))
             task = None
             if match:
@@ -600,7 +663,7 @@ def _excerpt(text: str, limit: int = 40) -> str:
 
 def _json_block(text: str) -> tuple[str, int] | None:
     """The first ```` ```json ```` fenced block: (content, line offset of its first line)."""
-    lines = text.splitlines()
+    lines = _lines(text)
     for start, line in enumerate(lines):
         if re.match(r"^\s*```\s*json\s*$", line, re.IGNORECASE):
             for end in range(start + 1, len(lines)):

@@ -2,6 +2,8 @@
 
 Errors (a plan with any of them does not run; exit 2):
 
+* ``bad-id``: an id that is not a plain name (ids become file names, so
+  ``../x``, ``a/b`` or an empty id are refused);
 * ``duplicate-id``: two iterations or two tasks share an id;
 * ``unknown-dependency``: a dependency names no task (with a "did you mean");
 * ``cycle``: dependencies loop (the loop is printed, ``I1.T1 → I1.T2 → I1.T1``);
@@ -21,6 +23,7 @@ plan before each run costs milliseconds.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -76,7 +79,25 @@ def validate_plan(
     return report
 
 
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_ids(manifest: PlanManifest, report: ValidationReport) -> None:
+    for iteration in manifest.iterations:
+        for kind, object_id in (("iteration", iteration.id), *(("task", t.id) for t in iteration.tasks)):
+            if not _SAFE_ID.match(object_id) or ".." in object_id:
+                report.errors.append(
+                    Problem(
+                        "bad-id",
+                        f"{kind} id {object_id!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                        "ids are used as file names)",
+                        object_id if kind == "task" else None,
+                    )
+                )
+
+
 def _check_structure(manifest: PlanManifest, report: ValidationReport) -> None:
+    _check_ids(manifest, report)
     iteration_of: dict[str, int] = {}
     seen_iterations: set[str] = set()
     for position, iteration in enumerate(manifest.iterations):
