@@ -235,3 +235,21 @@ def test_written_files_keep_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask  # a new one gets the umask's
+
+
+def test_task_ids_cannot_address_files_outside_the_plan(tmp_path: Path) -> None:
+    """Ids become artifact file names; a plan from elsewhere must not write outside the workspace."""
+    evil_id = "../../../../../../../" + str(tmp_path / "ESCAPED").lstrip("/")
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")]))
+    spec = {"requirement_id": {"number": 2}, "project_name": "Evil", "iterations": [
+        {"id": "I1", "number": 1, "name": "A", "status": "not_started",
+         "tasks": [{"id": evil_id, "number": 1, "title": "t", "agent_id": "writer", "dependencies": []}]}]}
+    (ws / "evil.json").write_text(json.dumps(spec))
+    refused = run_rad("plan", "evil.json", cwd=ws)
+    assert refused.returncode == 2 and "not a plain name" in refused.stderr
+    # The same manifest placed by hand: craft refuses before writing anything.
+    from helpers import write_plan
+
+    write_plan(ws, spec, slug="evil")
+    assert_one_error_line(run_rad("craft", "REQ-002", cwd=ws), "not a plain name")
+    assert not list(tmp_path.glob("ESCAPED*")) and not list(tmp_path.rglob("ESCAPED*"))
