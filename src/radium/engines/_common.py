@@ -164,6 +164,24 @@ def auth_hint(ctx: ProviderContext, status: int) -> str:
 # ------------------------------------------------------------------ transport errors
 
 
+# module -> (its timeout exception names, its transport exception names)
+_HTTPX_NAMES = (
+    ("TimeoutException",),
+    ("TransportError", "NetworkError", "ProtocolError", "ConnectError", "ReadError"),
+)
+_HTTP_EXCEPTION_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "httpx2": _HTTPX_NAMES,
+    "httpx": _HTTPX_NAMES,
+    "httpcore2": _HTTPX_NAMES,
+    "httpcore": _HTTPX_NAMES,
+    "aiohttp": (
+        ("ServerTimeoutError", "ConnectionTimeoutError", "SocketTimeoutError"),
+        ("ClientConnectionError", "ClientPayloadError"),
+    ),
+    "anyio": ((), ("EndOfStream", "BrokenResourceError", "ClosedResourceError")),
+}
+
+
 def _http_library_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     """(timeout classes, transport classes) of the HTTP libraries that are loaded.
 
@@ -171,34 +189,15 @@ def _http_library_exceptions() -> tuple[tuple[type[BaseException], ...], tuple[t
     """
     timeouts: list[type[BaseException]] = []
     transports: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx", "httpcore2", "httpcore"):
+    for name, (timeout_names, transport_names) in _HTTP_EXCEPTION_NAMES.items():
         module = sys.modules.get(name)
         if module is None:
             continue
-        for attr in ("TimeoutException",):
-            cls = getattr(module, attr, None)
-            if isinstance(cls, type):
-                timeouts.append(cls)
-        for attr in ("TransportError", "NetworkError", "ProtocolError", "ConnectError", "ReadError"):
-            cls = getattr(module, attr, None)
-            if isinstance(cls, type):
-                transports.append(cls)
-    aiohttp = sys.modules.get("aiohttp")
-    if aiohttp is not None:
-        for attr in ("ServerTimeoutError", "ConnectionTimeoutError", "SocketTimeoutError"):
-            cls = getattr(aiohttp, attr, None)
-            if isinstance(cls, type):
-                timeouts.append(cls)
-        for attr in ("ClientConnectionError", "ClientPayloadError"):
-            cls = getattr(aiohttp, attr, None)
-            if isinstance(cls, type):
-                transports.append(cls)
-    anyio = sys.modules.get("anyio")
-    if anyio is not None:
-        for attr in ("EndOfStream", "BrokenResourceError", "ClosedResourceError"):
-            cls = getattr(anyio, attr, None)
-            if isinstance(cls, type):
-                transports.append(cls)
+        for names, found in ((timeout_names, timeouts), (transport_names, transports)):
+            for attr in names:
+                cls = getattr(module, attr, None)
+                if isinstance(cls, type):
+                    found.append(cls)
     import ssl
 
     transports.append(ssl.SSLError)

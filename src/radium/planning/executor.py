@@ -217,6 +217,8 @@ class PlanExecutor:
         self._serializer = ManifestSerializer()
         self._changed: dict[int, Iteration] | None = None  # None: everything changed
         self._changed_tasks: dict[str, PlanTask] = {}
+        self._prompts: dict[str, str] = {}
+        """Prompts of the running tasks, rendered once at start and reused by every attempt."""
         self.retries = 0
         self.interrupt_exit_code = int(ExitCode.SIGINT)
         """Exit code reported when the run is cancelled (the CLI sets 143 for SIGTERM)."""
@@ -239,12 +241,9 @@ class PlanExecutor:
     def check_dependencies(self, manifest: PlanManifest, task: PlanTask) -> None:
         """Raise ``DependencyNotMetError`` if a dependency is unknown or not completed."""
         index = self._index if manifest is self._manifest else manifest.task_index()
-        for dep in task.dependencies:
-            entry = index.get(dep)
-            if entry is None:
-                raise DependencyNotMetError(f"Dependency task not found: {dep}")
-            if not entry[1].completed:
-                raise DependencyNotMetError(f"Dependency task not completed: {dep}")
+        unmet = _unmet_dependency(task, index)
+        if unmet is not None:
+            raise DependencyNotMetError(unmet[1])
 
     def calculate_progress(self, manifest: PlanManifest) -> int:
         """Percent of tasks completed, ``floor(completed / total * 100)``."""
@@ -274,7 +273,7 @@ class PlanExecutor:
         """One attempt: render the prompt, call the model. Errors become a failed result."""
         started = self._clock()
         try:
-            prompt = self.render_prompt(task)
+            prompt = self._prompts.get(task.id) or self.render_prompt(task)
             response = await self._call_engine(model, prompt, timeout_s)
         except RadiumError as exc:
             return TaskResult(task.id, False, error=exc, attempts=1, duration_ms=self._ms_since(started))
@@ -561,12 +560,12 @@ class PlanExecutor:
 
     def _require_outside_dependencies(self, tasks: list[PlanTask], inside: set[str]) -> None:
         for task in tasks:
-            for dep in task.dependencies:
-                if dep not in inside and not self._index[dep][1].completed:
-                    raise DependencyNotMetError(
-                        f"task {task.id} depends on {dep}, which has not completed",
-                        hint=f"run it first (rad craft {self.config.plan_label} --task {dep}) or drop the filter",
-                    )
+            unmet = _unmet_dependency(task, self._index, skip=inside)
+            if unmet is not None:
+                raise DependencyNotMetError(
+                    f"task {task.id} depends on {unmet[0]}, which has not completed",
+                    hint=f"run it first (rad craft {self.config.plan_label} --task {unmet[0]}) or drop the filter",
+                )
 
     def planned_order(
         self, selected: list[tuple[Iteration, list[PlanTask]]]
@@ -602,8 +601,8 @@ class PlanExecutor:
         """Run the plan: the whole loop, from validation to the final checkpoint."""
         started = self._clock()
         selected = self.prepare(manifest)
-        state = _RunState(manifest, started)
         completed, total = manifest.counts()
+        state = _RunState(manifest, started, counts=(completed, total))
         next_task = selected[0][1][0].id if selected else None
         mode = self.config.run_mode
         self.emit(
@@ -728,26 +727,19 @@ class PlanExecutor:
                 task = running.pop(runner)
                 result = runner.result()
                 if result.success:
-                    await self._complete(iteration, task, result, state)
+                    await self._complete(task, result, state)
                     for dependent in dependents.get(task.id, ()):
                         waiting_on[dependent] -= 1
                         if waiting_on[dependent] == 0:
                             heapq.heappush(ready, (self._position[dependent], dependent))
                 else:
-                    await self._fail(iteration, task, result, state)
+                    await self._fail(task, result, state)
 
     def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
         if not self.config.check_dependencies:
             return None
-        for dep in task.dependencies:
-            if dep in in_run:
-                continue
-            entry = self._index.get(dep)
-            if entry is None:
-                return f"Dependency task not found: {dep}"
-            if not entry[1].completed:
-                return f"Dependency task not completed: {dep}"
-        return None
+        unmet = _unmet_dependency(task, self._index, skip=in_run)
+        return unmet[1] if unmet is not None else None
 
     async def _execute(self, task: PlanTask) -> TaskResult:
         try:
@@ -755,7 +747,10 @@ class PlanExecutor:
         except RadiumError as exc:
             task.attempts += 1
             return TaskResult(task.id, False, error=exc, attempts=1)
-        return await self.execute_task_with_retry(task, engine)
+        try:
+            return await self.execute_task_with_retry(task, engine)
+        finally:
+            self._prompts.pop(task.id, None)
 
     async def _start_task(self, iteration: Iteration, task: PlanTask, state: "_RunState") -> None:
         self._touch(task)
@@ -763,11 +758,12 @@ class PlanExecutor:
         task.started_at = utc_now_iso()
         task.completed_at = None
         task.duration_ms = None
-        if self.store is not None and self.config.save_prompts:
-            try:
-                self.store.write_prompt(task.id, self.render_prompt(task))
-            except RadiumError:
-                pass  # the prompt copy is for debugging; the task itself will report real problems
+        try:
+            self._prompts[task.id] = prompt = self.render_prompt(task)
+            if self.store is not None and self.config.save_prompts:
+                self.store.write_prompt(task.id, prompt)
+        except RadiumError:
+            pass  # the prompt copy is for debugging; the attempt itself reports the problem
         try:
             engine: Engine | None = self.engine_for(task)
         except RadiumError:
@@ -775,8 +771,7 @@ class PlanExecutor:
         # Persisted before it is announced; not fsynced: if this mark is lost the
         # task is pending, which is exactly what a lost in_progress task becomes.
         await self._checkpoint(state.manifest, durable=False)
-        completed, total = state.manifest.counts() if state.counts is None else state.counts
-        state.counts = (completed, total)
+        completed, total = state.counts
         self.emit(
             Event(
                 "task_started",
@@ -795,7 +790,7 @@ class PlanExecutor:
             )
         )
 
-    async def _complete(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+    async def _complete(self, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         if self.store is not None:
             task.output_path = self.store.write_output(task.id, result.output or "")
         self._touch(task)
@@ -804,10 +799,9 @@ class PlanExecutor:
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = None
-        completed, total = state.counts or state.manifest.counts()
+        completed, total = state.counts
         completed += 1
         state.counts = (completed, total)
-        state.completed_now += 1
         if result.usage:
             state.prompt_tokens += result.usage.prompt_tokens
             state.completion_tokens += result.usage.completion_tokens
@@ -830,7 +824,7 @@ class PlanExecutor:
             )
         )
 
-    async def _fail(self, iteration: Iteration, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+    async def _fail(self, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         error = result.error or ModelExecutionError("task failed without an error")
         self._touch(task)
         task.set_status(TaskStatus.FAILED)
@@ -1011,8 +1005,8 @@ class _RunState:
 
     manifest: PlanManifest
     started: float
-    counts: tuple[int, int] | None = None
-    completed_now: int = 0
+    counts: tuple[int, int]
+    """(completed, total) tasks of the plan, kept up to date as tasks complete."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: list[tuple[str, RadiumError]] = field(default_factory=list)
@@ -1020,6 +1014,22 @@ class _RunState:
     interrupted: list[str] = field(default_factory=list)
     running: dict = field(default_factory=dict)
     dependents: dict[str, list[str]] | None = None
+
+
+def _unmet_dependency(
+    task: PlanTask, index: dict[str, tuple[Iteration, PlanTask]], skip: set[str] = frozenset()
+) -> tuple[str, str] | None:
+    """The first dependency of ``task`` (outside ``skip``) that is unknown or not completed,
+    with the seed's message for it (``Dependency task not completed: I1.T1``)."""
+    for dep in task.dependencies:
+        if dep in skip:
+            continue
+        entry = index.get(dep)
+        if entry is None:
+            return dep, f"Dependency task not found: {dep}"
+        if not entry[1].completed:
+            return dep, f"Dependency task not completed: {dep}"
+    return None
 
 
 def format_elapsed(seconds: float) -> str:
