@@ -177,7 +177,7 @@ def load_agent_file(path: Path, workspace_root: Path) -> AgentConfig:
     try:
         agent = AgentConfig.model_validate(table)
     except ValidationError as exc:
-        raise InvalidDataError(format_validation_error(path, exc).replace(": ", ": agent.", 1)) from None
+        raise InvalidDataError(format_validation_error(path, exc, prefix="agent")) from None
     prompt = Path(agent.prompt_path).expanduser()
     if not prompt.is_absolute():
         beside = path.parent / prompt

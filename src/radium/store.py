@@ -88,11 +88,14 @@ def fsync_directory(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def format_validation_error(path: Path, error: ValidationError) -> str:
-    """``<file>: iterations[0].tasks[2].title: Field required`` (first problem, plus a count)."""
+def format_validation_error(path: Path, error: ValidationError, prefix: str = "") -> str:
+    """``<file>: iterations[0].tasks[2].title: Field required`` (first problem, plus a count).
+
+    ``prefix`` names the table the data came from (``agent`` for an agent file's ``[agent]``).
+    """
     problems = error.errors()
     first = problems[0]
-    location = ""
+    location = prefix
     for part in first["loc"]:
         location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
     more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""

@@ -190,12 +190,7 @@ def _ref_for_manifest(manifest: Path) -> PlanRef:
     # <plan_dir>/plan/plan_manifest.json is the standard layout; anything else
     # uses the manifest's own directory as the plan folder.
     parent = manifest.parent
-    if parent.name == "plan" and (parent.parent / "plan.json").is_file():
-        plan_dir = parent.parent
-    elif parent.name == "plan":
-        plan_dir = parent.parent
-    else:
-        plan_dir = parent
+    plan_dir = parent.parent if parent.name == "plan" else parent
     stage = plan_dir.parent.name if plan_dir.parent.name in STAGES else None
     return PlanRef(plan_dir, manifest, stage)
 
