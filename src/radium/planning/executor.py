@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from radium.engines.base import Engine, EngineResponse, GenerationParams
+from radium.dispatch import AttemptCall, Dispatcher, LocalDispatcher
+from radium.engines.base import Engine, EngineResponse
 from radium.errors import (
     AgentNotFoundError,
     DependencyNotMetError,
@@ -196,6 +197,7 @@ class PlanExecutor:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         engine_factory: Callable[..., Engine] | None = None,
+        dispatcher: Dispatcher | None = None,
     ) -> None:
         self.config = config or ExecutionConfig()
         self.store = store
@@ -209,6 +211,8 @@ class PlanExecutor:
 
             engine_factory = create_engine
         self._engine_factory = engine_factory
+        self.dispatcher = dispatcher or LocalDispatcher()
+        """Where attempts run (this process, or a Ray cluster); see ``radium.dispatch``."""
         self._engines: dict[object, Engine] = {}
         self._manifest: PlanManifest | None = None
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
@@ -274,7 +278,7 @@ class PlanExecutor:
         started = self._clock()
         try:
             prompt = self._prompts.get(task.id) or self.render_prompt(task)
-            response = await self._call_engine(model, prompt, timeout_s)
+            response = await self._call_engine(model, self._attempt_call(task, model, prompt, timeout_s))
         except RadiumError as exc:
             return TaskResult(task.id, False, error=exc, attempts=1, duration_ms=self._ms_since(started))
         usage = (
@@ -442,15 +446,25 @@ class PlanExecutor:
             ),
         )
 
-    async def _call_engine(self, engine: Engine, prompt: str, timeout_s: float | None) -> EngineResponse:
+    def _attempt_call(self, task: PlanTask, engine: Engine, prompt: str, timeout_s: float | None) -> AttemptCall:
+        agent = self.agent_for(task)
+        return AttemptCall(
+            task_id=task.id,
+            settings=engine.settings,
+            prompt=prompt,
+            timeout_s=timeout_s,
+            resources=getattr(agent, "resources", None) or {},
+        )
+
+    async def _call_engine(self, engine: Engine, call: AttemptCall) -> EngineResponse:
         # The engine enforces the timeout itself (and maps it); the outer limit
-        # is a safety net for engines that cannot, with a small grace period.
-        params = GenerationParams(timeout_s=timeout_s)
+        # is a safety net for engines (and backends) that cannot, with a grace period.
+        timeout_s = call.timeout_s
         try:
             if timeout_s is None:
-                return await engine.generate(prompt, params)
+                return await self.dispatcher.call(engine, call)
             async with asyncio.timeout(timeout_s + engine.timeout_grace_s):
-                return await engine.generate(prompt, params)
+                return await self.dispatcher.call(engine, call)
         except TimeoutError:
             raise ModelTimeoutError(f"{engine.name}: no answer within {timeout_s:g} s") from None
         except RadiumError as exc:
@@ -468,6 +482,8 @@ class PlanExecutor:
             ) from exc
 
     async def aclose(self) -> None:
+        with contextlib.suppress(Exception):  # closing is best effort; the outcome is decided
+            await self.dispatcher.aclose()
         for engine in self._engines.values():
             try:
                 await engine.aclose()
@@ -601,6 +617,8 @@ class PlanExecutor:
         """Run the plan: the whole loop, from validation to the final checkpoint."""
         started = self._clock()
         selected = self.prepare(manifest)
+        if selected:
+            await self.dispatcher.start()  # an unreachable cluster is reported before any task
         completed, total = manifest.counts()
         state = _RunState(manifest, started, counts=(completed, total))
         next_task = selected[0][1][0].id if selected else None
@@ -618,6 +636,8 @@ class PlanExecutor:
                     "parallel": self.config.parallel,
                     "resume_from": next_task,
                     "resume": self.config.resume,
+                    "backend": self.dispatcher.name,
+                    "where": self.dispatcher.describe(),
                 },
             )
         )
