@@ -158,7 +158,7 @@ def test_rate_limited_twice_then_succeeds_with_exponential_waits(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     failures = [e for e in events(result.stdout) if e["event"] == "attempt_failed"]
     assert [(e["attempt"], e["delay_ms"], e["kind"]) for e in failures] == [(1, 150, "rate limit"), (2, 300, "rate limit")]
-    assert failures[0]["line"] == "Attempt 1: Error (rate limit) → Wait 150ms (150ms * 2^0)"
+    assert failures[0]["line"] == "I1.T1 Attempt 1: Error (rate limit) → Wait 150ms (150ms * 2^0)"
     assert failures[0]["category"] == "recoverable"
     # The waits really happened: 150 + 300 ms at least (generous upper bound for slow CI).
     finished = [e for e in events(result.stdout) if e["event"] == "task_completed"][0]
@@ -174,10 +174,10 @@ def test_human_retry_line_matches_the_seed(tmp_path: Path) -> None:
     result = run_rad("craft", "REQ-001", "--base-delay-ms", "1000", "--jitter", cwd=ws)
     assert result.returncode == 0
     line = next(l for l in result.stdout.splitlines() if "Attempt 1:" in l)
-    assert line.strip().startswith("Attempt 1: Error (rate limit) → Wait ")
+    assert line.strip().startswith("I1.T1 Attempt 1: Error (rate limit) → Wait ")
     assert line.strip().endswith("(1000ms * 2^0, jittered)")
     plain = run_rad("craft", "REQ-001", "--restart", "--base-delay-ms", "10", cwd=ws)
-    assert "Attempt 1: Error (rate limit) → Wait 10ms (10ms * 2^0)" in plain.stdout
+    assert "I1.T1 Attempt 1: Error (rate limit) → Wait 10ms (10ms * 2^0)" in plain.stdout
 
 
 def test_auth_error_fails_after_one_attempt_and_says_to_fix_the_key(tmp_path: Path) -> None:

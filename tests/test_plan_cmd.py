@@ -415,7 +415,7 @@ def test_a_transient_provider_error_is_retried(ws: Path, server: FakeProvider) -
     server.script("openai", status(429, headers={"retry-after-ms": "10"}), ok(GOOD_PLAN))
     result = rad(ws, "plan", "spec.txt")
     assert result.returncode == 0, result.stderr
-    assert "Attempt 1: Error (rate limit) → Wait 10ms (10ms * 2^0)" in result.stderr
+    assert "Attempt 1: Error (rate limit) → Wait 10ms (retry-after-ms from server; not counted as a retry)" in result.stderr
     assert len(server.requests_for("openai")) == 2
 
 

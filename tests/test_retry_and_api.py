@@ -23,7 +23,7 @@ from radium.planning.executor import (
     RunMode,
     TaskResult,
 )
-from radium.retry import RetryPolicy, format_duration_ms, parse_retry_after
+from radium.retry import RetryPolicy, ServerHint, format_duration_ms
 from radium.store import PlanStore
 
 from helpers import manifest, task
@@ -44,9 +44,12 @@ def test_jitter_stays_between_half_and_full_delay() -> None:
 
 def test_retry_after_is_a_floor_not_a_replacement() -> None:
     policy = RetryPolicy(base_delay_ms=1000)
-    assert policy.plan_wait(0, 2.5).delay_ms == 2500
-    assert policy.plan_wait(0, 2.5).explain() == "Wait 2.5 seconds (Retry-After from server)"
-    assert policy.plan_wait(2, 0.5).delay_ms == 4000
+    assert policy.plan_wait(0, ServerHint(2.5, "retry-after")).delay_ms == 2500
+    assert policy.plan_wait(0, ServerHint(2.5, "retry-after")).explain() == "Wait 2.5 seconds (retry-after from server)"
+    assert policy.plan_wait(2, ServerHint(0.5, "retry-after")).delay_ms == 4000
+    timed = policy.server_timed_wait(ServerHint(12, "x-ratelimit-reset-requests"))
+    assert (timed.delay_ms, timed.counted) == (12000, False)
+    assert timed.explain() == "Wait 12 seconds (x-ratelimit-reset-requests from server; not counted as a retry)"
     assert policy.plan_wait(1, None).explain() == "Wait 2 seconds (1000ms * 2^1)"
     assert RetryPolicy(base_delay_ms=1000, max_delay_ms=1500).plan_wait(3, None).explain() == (
         "Wait 1.5 seconds (1000ms * 2^3, capped at 1500ms)"
@@ -64,19 +67,6 @@ def test_retry_after_is_a_floor_not_a_replacement() -> None:
 def test_policy_rejects_nonsense(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         RetryPolicy(**kwargs)
-
-
-def test_parse_retry_after_forms() -> None:
-    import httpx2 as httpx  # the header type the installed openai/anthropic SDKs use
-
-    now = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    assert parse_retry_after(httpx.Headers({"Retry-After": "3"})) == 3
-    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250", "Retry-After": "9"})) == 0.25
-    date = (now + timedelta(seconds=7)).strftime("%a, %d %b %Y %H:%M:%S GMT")
-    assert parse_retry_after(httpx.Headers({"Retry-After": date}), now=now) == 7
-    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"})) is None
-    assert parse_retry_after(None) is None
-    assert parse_retry_after({"RETRY-AFTER": "4"}) == 4  # plain dicts match case-insensitively
 
 
 def test_duration_formatting() -> None:
@@ -139,7 +129,7 @@ def test_retry_after_above_the_ceiling_fails_without_waiting() -> None:
     engine = create_engine(EngineSettings(engine="mock"))
     result = asyncio.run(executor.execute_task_with_retry(data.iterations[0].tasks[0], engine))
     assert not result.success and slept == []
-    assert "asked to wait 900 seconds, more than the 300 s allowed" in str(result.error)
+    assert "asked to wait 900 seconds (Retry-After), more than the 300 s allowed" in str(result.error)
     assert result.error.category is ErrorCategory.FATAL
 
 

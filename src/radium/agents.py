@@ -10,7 +10,8 @@
     engine = "openai"                # mock | openai | openai-compatible | ollama | anthropic | gemini | command
     model = "gpt-4o-mini"
     # optional: base_url, api_key_env, temperature, max_tokens, timeout_s,
-    #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"]
+    #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"],
+    #           fatal_exit_codes = [2], retry_exit_codes = [75]   (command engine)
 
 Discovery is deterministic: ``<workspace>/agents/``, then
 ``<workspace>/.radium/agents/``, then ``~/.radium/agents/``, each searched
@@ -57,6 +58,8 @@ class AgentConfig(BaseModel):
     base_delay_ms: int | None = Field(default=None, ge=0)
     max_delay_ms: int | None = Field(default=None, ge=0)
     command: tuple[str, ...] | None = None
+    fatal_exit_codes: tuple[int, ...] = ()
+    retry_exit_codes: tuple[int, ...] = ()
     # Set by discovery, not read from the file.
     source: Path = Field(default=Path("."), exclude=True)
     prompt_file: Path = Field(default=Path("."), exclude=True)
@@ -76,10 +79,20 @@ class AgentConfig(BaseModel):
             raise ValueError(f"unknown engine {value!r}; use one of {', '.join(ENGINE_NAMES)}")
         return canonical
 
+    @field_validator("fatal_exit_codes", "retry_exit_codes")
+    @classmethod
+    def _exit_statuses(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= code <= 255 for code in value):
+            raise ValueError("exit statuses are between 1 and 255")
+        return value
+
     @model_validator(mode="after")
     def _command_engine_needs_argv(self) -> "AgentConfig":
         if self.engine == "command" and not self.command:
             raise ValueError('engine "command" needs command = ["program", "arg", ...]')
+        if set(self.fatal_exit_codes) & set(self.retry_exit_codes):
+            both = sorted(set(self.fatal_exit_codes) & set(self.retry_exit_codes))
+            raise ValueError(f"exit status {both[0]} is in both fatal_exit_codes and retry_exit_codes")
         return self
 
     def engine_settings(self, workdir: Path | None = None, **overrides: Any) -> EngineSettings:
@@ -93,6 +106,8 @@ class AgentConfig(BaseModel):
             "max_tokens": self.max_tokens,
             "timeout_s": self.timeout_s,
             "command": self.command,
+            "fatal_exit_codes": self.fatal_exit_codes,
+            "retry_exit_codes": self.retry_exit_codes,
             "agent_id": self.id,
             "workdir": str(workdir) if workdir else None,
         }

@@ -10,7 +10,8 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
 
     RadiumError                         .category, .exit_code, .hint
     ├── RecoverableError                category RECOVERABLE: worth another attempt
-    │   ├── RateLimitError              HTTP 429; .retry_after (seconds) when the server said
+    │   ├── RateLimitError              HTTP 429; .retry_after (seconds) and .retry_after_source
+    │   │                               (the header) when the server said when to come back
     │   ├── ServerError                 HTTP 408, 409, 5xx (incl. 529 "overloaded"); .status
     │   ├── ModelTimeoutError           connect/read timeout, per-attempt timeout
     │   ├── ConnectionFailedError       refused, reset, unreachable, closed mid-response
@@ -22,6 +23,8 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
         ├── BadRequestError             other HTTP 4xx (400, 422…); .status
         │   └── ModelNotFoundError      HTTP 404: unknown model or endpoint
         ├── RetryAfterTooLongError      the server asked to wait longer than allowed
+        ├── RateLimitWaitExceededError  a task waited on rate limits longer than allowed in total
+        ├── AgentExitError              a command agent exited with a status it declares fatal
         ├── MissingConfigurationError   API key, agent, prompt file, engine SDK missing
         ├── InvalidDataError            malformed manifest, plan, agent file, config
         │   └── PlanValidationError     cycle, unknown/forward dependency, duplicate id
@@ -106,15 +109,25 @@ class RecoverableError(RadiumError):
 class RateLimitError(RecoverableError):
     """The provider refused the call for now (HTTP 429).
 
-    ``retry_after`` is the wait in seconds the server asked for, when it sent
-    ``Retry-After``/``retry-after-ms``; the backoff never waits less than that.
+    ``retry_after`` is the wait in seconds the server asked for, when it said
+    (``Retry-After``, a reset header, Gemini's ``RetryInfo``…), and
+    ``retry_after_source`` names where it said it. Such a server-timed wait is
+    not counted as a retry (see ``radium.retry``).
     """
 
     kind = "rate limit"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, hint: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        retry_after_source: str | None = None,
+        hint: str | None = None,
+    ):
         super().__init__(message, hint=hint)
         self.retry_after = retry_after
+        self.retry_after_source = retry_after_source if retry_after is not None else None
 
 
 class ServerError(RecoverableError):
@@ -128,11 +141,13 @@ class ServerError(RecoverableError):
         *,
         status: int | None = None,
         retry_after: float | None = None,
+        retry_after_source: str | None = None,
         hint: str | None = None,
     ):
         super().__init__(message, hint=hint)
         self.status = status
         self.retry_after = retry_after
+        self.retry_after_source = retry_after_source if retry_after is not None else None
 
 
 class ModelTimeoutError(RecoverableError):
@@ -208,6 +223,21 @@ class RetryAfterTooLongError(FatalError):
 
     exit_code = ExitCode.TASK_FAILED
     kind = "retry-after too long"
+
+
+class RateLimitWaitExceededError(FatalError):
+    """A task's waits on rate limits added up past ``max_rate_limit_wait_s``: stop, don't hang."""
+
+    exit_code = ExitCode.TASK_FAILED
+    kind = "rate limit wait exceeded"
+
+
+class AgentExitError(FatalError):
+    """A ``command`` agent exited with a status its agent file declares fatal (``fatal_exit_codes``),
+    or one not among its declared recoverable ``retry_exit_codes``."""
+
+    exit_code = ExitCode.TASK_FAILED
+    kind = "agent exit"
 
 
 class MissingConfigurationError(FatalError):

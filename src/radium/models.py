@@ -135,6 +135,8 @@ class PlanTask(_Model):
     duration_ms: int | None = Field(**_OMIT_NONE)
     usage: TokenUsage | None = Field(**_OMIT_NONE)
     output_path: str | None = Field(**_OMIT_NONE)
+    rate_limit_wait_ms: int | None = Field(**_OMIT_NONE)
+    """Total time this task has waited on rate limits, over all runs."""
 
     @model_validator(mode="before")
     @classmethod
@@ -168,6 +170,7 @@ class PlanTask(_Model):
         self.duration_ms = None
         self.usage = None
         self.output_path = None
+        self.rate_limit_wait_ms = None
 
 
 class Iteration(_Model):

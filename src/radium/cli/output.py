@@ -17,6 +17,7 @@ import click
 
 from radium.events import Event
 from radium.planning.executor import format_elapsed
+from radium.retry import format_compact
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -127,10 +128,16 @@ class HumanRenderer:
         self._print(f"    {e['line']}", "yellow")
         self._print(f"      {e['message']}", "dim")
 
+    def on_rate_limit_wait(self, e: Event) -> None:
+        self._print(f"    {e['line']}", "yellow")
+
     def on_task_completed(self, e: Event) -> None:
         details = [f"{e['duration_ms'] / 1000:.1f}s"]
         if e["attempts"] > 1:
+            self._print(f"    {e['task_id']} Attempt {e['attempts']}: Success!", "green")
             details.append(f"{e['attempts']} attempts")
+        if e.get("rate_limit_wait_ms"):
+            details.append(f"{format_compact(e['rate_limit_wait_ms'] / 1000)} waiting on rate limits")
         if e.get("prompt_tokens") is not None:
             details.append(f"{e['prompt_tokens'] + (e.get('completion_tokens') or 0):,} tokens")
         self._print(f"    ✓ {e['task_id']} completed ({', '.join(details)})", "green")
@@ -169,6 +176,11 @@ class HumanRenderer:
         self._print(
             f"  Retries: {e['retries']} · Tokens: {tokens} · Wall time: {format_elapsed(e['wall_ms'] / 1000)}"
         )
+        if e.get("rate_limit_wait_ms") or e.get("rate_limited_requests"):
+            self._print(
+                f"  Rate limits: {e.get('rate_limited_requests', 0)} request(s) answered 429 · "
+                f"{format_compact(e['rate_limit_wait_ms'] / 1000)} spent waiting (summed over tasks)"
+            )
         for failure in e.get("failures", []):
             self._print(
                 f"  Failed: {failure['task_id']}: {failure['category']} ({failure['kind']}): {failure['message']}",

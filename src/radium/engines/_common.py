@@ -4,8 +4,8 @@ Each SDK engine (``openai``, ``anthropic``, ``gemini``) maps its SDK's exception
 the engine boundary, by exception TYPE and HTTP STATUS (never by message text). The status
 part of that mapping is the same for every provider and lives here::
 
-    429                      RateLimitError(retry_after=Retry-After / retry-after-ms)   recoverable
-    408, 409, 499, 5xx, 529  ServerError(status, retry_after)                           recoverable
+    429                      RateLimitError(retry_after, retry_after_source)           recoverable
+    408, 409, 499, 5xx, 529  ServerError(status, retry_after, retry_after_source)      recoverable
     401, 403                 AuthenticationError(status), hint names the key variable    fatal
     404                      ModelNotFoundError, hint: check the model name / base_url   fatal
     other 4xx                BadRequestError(status)                                     fatal
@@ -17,6 +17,11 @@ A 429 the provider marks, in a structured field, as "quota/spend limit exhausted
 few seconds cannot refill a monthly budget, and calling it a "rate limit" would mislead.
 499 ("client closed request") is a proxy's way of saying the call was cut off, not that it
 was wrong, so it is retried like a 5xx.
+
+``retry_after`` is read from every header a provider uses to say when to come back
+(``radium.ratelimit.headers``: ``Retry-After``, ``retry-after-ms``, ``x-ratelimit-reset-*``,
+``anthropic-ratelimit-*-reset``, LiteLLM's ``llm_provider-*``), with the header's name as
+``retry_after_source``.
 
 Every message names the engine, the status and the server, and goes through
 ``radium.errors.redact`` with the engine's secrets: the API key never reaches a message,
@@ -36,7 +41,7 @@ from typing import Any, Callable, ClassVar, Iterator, Mapping
 
 from radium import errors
 from radium.engines.base import Engine, EngineResponse, EngineSettings, GenerationParams
-from radium.retry import parse_retry_after
+from radium.ratelimit.headers import ServerWait, server_wait
 
 _DETAIL_LIMIT = 300
 
@@ -99,29 +104,31 @@ def error_for_status(
     status: int,
     *,
     headers: Mapping[str, str] | None = None,
-    retry_after: float | None = None,
+    fallback_wait: ServerWait | None = None,
     detail: Any = None,
     quota_exhausted: bool = False,
 ) -> errors.RadiumError:
     """The radium error for an HTTP error status (the table in this module's docstring).
 
-    ``retry_after`` (seconds), when given, wins over the one parsed from ``headers``.
-    ``quota_exhausted`` is set by a provider mapper from a structured field of the error.
+    The wait comes from ``headers``; ``fallback_wait`` (Gemini's ``RetryInfo``) is used
+    when they say nothing. ``quota_exhausted`` is set by a provider mapper from a
+    structured field of the error.
     """
-    if retry_after is None:
-        retry_after = parse_retry_after(headers) if headers is not None else None
+    wait = (server_wait(headers) if headers is not None else None) or fallback_wait
     where = f"{ctx.engine}: HTTP {status} {reason_phrase(status)} from {ctx.base_url}"
     text = one_line(detail) if detail not in (None, "", {}) else ""
     message = ctx.redact(f"{where}: {text}" if text else where)
-    if retry_after is not None:
-        message += f" (server asks to wait {_format_seconds(retry_after)})"
+    if wait is not None:
+        message += f" (server asks to wait {_format_seconds(wait.seconds)}: {wait.source})"
 
-    return scrub(_status_error(ctx, status, message, retry_after, quota_exhausted), ctx.secrets)
+    return scrub(_status_error(ctx, status, message, wait, quota_exhausted), ctx.secrets)
 
 
 def _status_error(
-    ctx: ProviderContext, status: int, message: str, retry_after: float | None, quota_exhausted: bool
+    ctx: ProviderContext, status: int, message: str, wait: ServerWait | None, quota_exhausted: bool
 ) -> errors.RadiumError:
+    retry_after = wait.seconds if wait is not None else None
+    source = wait.source if wait is not None else None
     if status == 429 and quota_exhausted:
         key = f"the account behind {ctx.key_env}" if ctx.key_env else "the account"
         return errors.BadRequestError(
@@ -130,9 +137,9 @@ def _status_error(
             hint=f"quota or spend limit exhausted: check the plan and billing of {key}; retrying will not help",
         )
     if status == 429:
-        return errors.RateLimitError(message, retry_after=retry_after)
+        return errors.RateLimitError(message, retry_after=retry_after, retry_after_source=source)
     if status in RECOVERABLE_STATUSES or 500 <= status <= 599:
-        return errors.ServerError(message, status=status, retry_after=retry_after)
+        return errors.ServerError(message, status=status, retry_after=retry_after, retry_after_source=source)
     if status in (401, 403):
         return errors.AuthenticationError(message, status=status, hint=auth_hint(ctx, status))
     if status == 404:
@@ -410,6 +417,16 @@ class SDKEngine(Engine):
 
     def base_url(self) -> str:
         raise NotImplementedError
+
+    def provider(self) -> tuple[tuple, str]:
+        """Endpoint plus key: calls with the same key to the same server share rate limits."""
+        import hashlib
+
+        key = self._api_key or ""
+        fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] if key else ""
+        url = self.base_url()
+        label = self.engine_label if not self.settings.base_url else f"{self.engine_label} ({display_url(url)})"
+        return (self.engine_label, url, fingerprint), label
 
     def _context(self, timeout_s: float | None = None) -> ProviderContext:
         key_env = self._key_env or (self._key_candidates()[0] if self._key_candidates() else None)

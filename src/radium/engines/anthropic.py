@@ -45,6 +45,7 @@ is mapped by its HTTP status; only the two spend-limit classes are singled out.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import inspect
 import os
 from typing import Any, Iterator
@@ -63,6 +64,7 @@ from radium.engines._common import (
     unclassified,
 )
 from radium.engines.base import EngineResponse, Usage
+from radium.ratelimit.headers import parse_snapshot
 
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_MAX_TOKENS = 4096
@@ -176,8 +178,9 @@ class AnthropicEngine(SDKEngine):
                 request["temperature"] = self.settings.temperature
             else:
                 ignored_temperature = True
-        message = await client.messages.create(**request)
-        response = self._response(message)
+        # The raw response carries the anthropic-ratelimit-* headers the shared limiter reads.
+        raw = await client.messages.with_raw_response.create(**request)
+        response = replace(self._response(await raw.parse()), rate_limits=parse_snapshot(raw.headers))
         if ignored_temperature:
             response.metadata["temperature"] = "ignored: not supported by this anthropic SDK"
         return response

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from radium.ratelimit.headers import RateLimitSnapshot
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,10 @@ class EngineSettings:
     max_tokens: int | None = None
     timeout_s: float | None = None
     command: tuple[str, ...] | None = None
+    fatal_exit_codes: tuple[int, ...] = ()
+    """``command`` engine: exit statuses that mean "do not retry" (the agent's own rule)."""
+    retry_exit_codes: tuple[int, ...] = ()
+    """``command`` engine: exit statuses worth retrying; when set, every other status is fatal."""
     agent_id: str = ""
     """The agent these settings came from, for error messages."""
     workdir: str | None = None
@@ -59,6 +66,8 @@ class EngineResponse:
     usage: Usage | None = None
     model: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    rate_limits: "RateLimitSnapshot | None" = None
+    """What the provider's headers said about its limits (remaining, resets), if anything."""
 
 
 class Engine(ABC):
@@ -82,6 +91,14 @@ class Engine(ABC):
     @property
     def model(self) -> str:
         return self.settings.model or self.default_model or "default"
+
+    def provider(self) -> tuple[tuple, str]:
+        """(identity, label) of the provider this engine calls, for the shared rate limiter.
+
+        Calls with the same identity share one limiter (see ``radium.ratelimit``);
+        the label names it in messages. SDK engines use their endpoint and key.
+        """
+        return (self.name, self.settings.model or ""), self.name
 
     def preflight(self) -> None:
         """Check, before any task runs, that this engine can be used (key set, SDK installed).

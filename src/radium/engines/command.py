@@ -37,6 +37,10 @@ prompt too long for argv (E2BIG) or          BadRequestError             fatal
   containing NUL with ``{prompt}``
 killed by a signal (incl. the 128+N statuses ModelExecutionError         recoverable
   a wrapper shell reports), 75 (EX_TEMPFAIL)
+a status in the agent's ``fatal_exit_codes``  AgentExitError              fatal
+a status in the agent's ``retry_exit_codes``  ModelExecutionError         recoverable
+any other status, when ``retry_exit_codes``   AgentExitError              fatal
+  is set
 any other non-zero status                    ModelExecutionError         recoverable
 spawn fails with EAGAIN/ENOMEM etc.          TemporaryIOError            recoverable
 ===========================================  ==========================  ===========
@@ -66,12 +70,27 @@ _TRANSIENT_SPAWN_ERRNOS = {errno.EAGAIN, errno.ENOMEM, errno.EINTR, errno.EMFILE
 _STDERR_KEEP_BYTES = 64 * 1024
 
 
-def classify_exit(returncode: int) -> type[errors.RadiumError] | None:
-    """The radium error type for a program's exit status (``None`` for success)."""
+def classify_exit(
+    returncode: int, fatal: tuple[int, ...] = (), retry: tuple[int, ...] = ()
+) -> type[errors.RadiumError] | None:
+    """The radium error type for a program's exit status (``None`` for success).
+
+    ``fatal``/``retry`` are the agent's ``fatal_exit_codes``/``retry_exit_codes``
+    (CLI agents such as ``llm`` exit 1 for everything, so only the agent's author
+    knows what a status means). Declared fatal wins; declared recoverable next;
+    when the agent lists recoverable statuses, every other status is fatal.
+    Deaths by a signal stay recoverable.
+    """
     if returncode == 0:
         return None
+    if returncode > 0 and returncode in fatal:
+        return errors.AgentExitError
+    if returncode > 0 and returncode in retry:
+        return errors.ModelExecutionError
     if returncode in _FATAL_CONFIG_STATUSES:
         return errors.MissingConfigurationError
+    if retry and 0 < returncode < 129:
+        return errors.AgentExitError
     return errors.ModelExecutionError
 
 
@@ -174,6 +193,11 @@ class CommandEngine(Engine):
 
     def _program(self) -> str:
         return self._argv_template()[0]
+
+    def provider(self) -> tuple[tuple, str]:
+        """CLI agents share the limits of the program they run (``claude``, ``codex``…)."""
+        program = os.path.basename(self._program()) if self.settings.command else "command"
+        return (self.name, program), f"command {program}"
 
     def preflight(self) -> None:
         argv = self._argv_template()
@@ -391,13 +415,20 @@ class CommandEngine(Engine):
 
     def _result(self, returncode: int, out: bytes, err: bytes) -> EngineResponse:
         program = self._program()
-        kind = classify_exit(returncode)
+        kind = classify_exit(returncode, self.settings.fatal_exit_codes, self.settings.retry_exit_codes)
         if kind is None:
             return EngineResponse(
                 text=out.decode("utf-8", errors="replace"),
                 usage=None,
                 model=self.settings.model or None,
                 metadata={"exit_status": "0"},
+            )
+        if kind is errors.AgentExitError:
+            declared = "fatal_exit_codes" if returncode in self.settings.fatal_exit_codes else "retry_exit_codes"
+            rule = "declared fatal" if declared == "fatal_exit_codes" else "not listed as recoverable"
+            raise errors.AgentExitError(
+                self._with_stderr(f"command: {program!r} exited with status {returncode} ({rule} by {declared})", err),
+                hint=f"fix what the agent reports, or change {declared} of {self._agent()}",
             )
         if returncode < 0 or 129 <= returncode <= 128 + 64:
             number = -returncode if returncode < 0 else returncode - 128

@@ -24,7 +24,7 @@ httpx2/httpx ``TimeoutException``, our limit    ModelTimeoutError               
 httpx2/httpx ``TransportError`` (connect,       ConnectionFailedError           recoverable
 read, dropped mid-body), aiohttp connection
 ``ClientError``/``APIError`` code 429           RateLimitError(retry_after)     recoverable
-  (``Retry-After`` header, else the body's
+  (any reset header, else the body's
   ``google.rpc.RetryInfo.retryDelay``)
 code 408, 409, 499 and ``ServerError`` (5xx)    ServerError(status)             recoverable
 code 401, 403; code 400 whose ``ErrorInfo``     AuthenticationError             fatal
@@ -43,6 +43,7 @@ other exception
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import os
 import re
 from typing import Any, Iterator
@@ -58,6 +59,7 @@ from radium.engines._common import (
     unclassified,
 )
 from radium.engines.base import EngineResponse, Usage
+from radium.ratelimit.headers import ServerWait, parse_snapshot
 
 GEMINI_DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 _BAD_KEY_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED"})
@@ -105,8 +107,6 @@ def _headers(exc: Any) -> Any:
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    if isinstance(headers, dict):  # make a plain dict case-insensitive for parse_retry_after
-        return {str(k).lower(): v for k, v in headers.items()}
     return headers
 
 
@@ -129,13 +129,9 @@ def map_gemini_exception(exc: BaseException, ctx: ProviderContext) -> errors.Rad
                 status=400,
                 hint=f"check {ctx.key_env}" if ctx.key_env else "check the API key",
             )
-        headers = _headers(exc)
-        from radium.retry import parse_retry_after
-
-        retry_after = parse_retry_after(headers) if headers is not None else None
-        if retry_after is None:
-            retry_after = _retry_delay(exc)
-        return error_for_status(ctx, code, headers=None, retry_after=retry_after, detail=detail)
+        delay = _retry_delay(exc)
+        fallback = ServerWait(delay, "RetryInfo.retryDelay") if delay is not None else None
+        return error_for_status(ctx, code, headers=_headers(exc), fallback_wait=fallback, detail=detail)
     mapped = transport_error(ctx, exc)
     if mapped is not None:
         return mapped
@@ -194,7 +190,8 @@ class GeminiEngine(SDKEngine):
             contents=prompt,
             config=types.GenerateContentConfig(**config) if config else None,
         )
-        return self._response(response)
+        http = getattr(response, "sdk_http_response", None)
+        return replace(self._response(response), rate_limits=parse_snapshot(getattr(http, "headers", None)))
 
     def _response(self, response: Any) -> EngineResponse:
         candidates = getattr(response, "candidates", None) or []

@@ -52,6 +52,7 @@ any other exception
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 import os
 from typing import Any, Iterator
 
@@ -69,6 +70,7 @@ from radium.engines._common import (
     unclassified,
 )
 from radium.engines.base import EngineResponse, Usage
+from radium.ratelimit.headers import parse_snapshot
 
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 OLLAMA_DEFAULT_BASE_URL = "http://localhost:11434/v1"
@@ -160,8 +162,9 @@ class OpenAIEngine(SDKEngine):
             request[self.max_tokens_param] = self.settings.max_tokens
         if timeout_s:
             request["timeout"] = timeout_s
-        completion = await client.chat.completions.create(**request)
-        return self._response(completion)
+        # The raw response carries the x-ratelimit-* headers the shared limiter reads.
+        raw = await client.chat.completions.with_raw_response.create(**request)
+        return replace(self._response(raw.parse()), rate_limits=parse_snapshot(raw.headers))
 
     def _response(self, completion: Any) -> EngineResponse:
         choices = getattr(completion, "choices", None) or []

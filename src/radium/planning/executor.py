@@ -53,13 +53,16 @@ from radium.errors import (
     ModelTimeoutError,
     PlanValidationError,
     RadiumError,
+    RateLimitError,
+    RateLimitWaitExceededError,
     redact,
 )
 from radium.errors import RadiumError as ExecutionError
 from radium.events import Event, EventSink, discard
 from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
-from radium.retry import RetryPolicy, Wait, retry_call
+from radium.ratelimit import GateWaitTooLong, Pacing, RateLimiters, RateLimitSnapshot, ServerWait
+from radium.retry import RetryPolicy, RetryState, ServerHint, Wait, format_compact, retry_call
 from radium.store import ManifestSerializer, PlanStore, load_manifest
 
 if TYPE_CHECKING:
@@ -141,6 +144,10 @@ class ExecutionConfig:
     """How the user names this plan (for the next command in messages)."""
     save_prompts: bool = True
     """Store each task's rendered prompt beside its output."""
+    shared_rate_limits: bool = True
+    """One limiter per provider shared by all tasks (``False``: each task honours only its own waits)."""
+    rate_limit_pacing: dict[str, Pacing] = field(default_factory=dict)
+    """Client-side ``rpm``/``tpm`` per engine name or base URL (``[rate_limits.<name>]``)."""
 
 
 @dataclass
@@ -154,6 +161,10 @@ class TaskResult:
     attempts: int = 0
     duration_ms: int = 0
     usage: TokenUsage | None = None
+    rate_limit_wait_ms: int = 0
+    """Time spent waiting on rate limits (server-timed waits, the provider's gate)."""
+    rate_limits: "RateLimitSnapshot | None" = None
+    """What the provider's headers said about its limits, on success."""
 
 
 @dataclass
@@ -172,6 +183,10 @@ class RunResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     wall_ms: int = 0
+    rate_limit_wait_ms: int = 0
+    """Time tasks of this run spent waiting on rate limits (summed over tasks)."""
+    rate_limited_requests: int = 0
+    """Requests of this run that providers refused with 429."""
     next_command: str | None = None
     failures: list[tuple[str, RadiumError]] = field(default_factory=list)
     blocked_reasons: dict[str, str] = field(default_factory=dict)
@@ -212,6 +227,15 @@ class PlanExecutor:
             engine_factory = create_engine
         self._engine_factory = engine_factory
         self.dispatcher = dispatcher or LocalDispatcher()
+        self.limiters = RateLimiters(
+            max(1, self.config.parallel),
+            shared=self.config.shared_rate_limits,
+            pacing=self.config.rate_limit_pacing,
+            max_block_s=self.config.retry.max_retry_after_s,
+            clock=clock,
+            sleep=sleep,
+        )
+        """The run's per-provider rate limiters (see ``radium.ratelimit``)."""
         """Where attempts run (this process, or a Ray cluster); see ``radium.dispatch``."""
         self._engines: dict[object, Engine] = {}
         self._manifest: PlanManifest | None = None
@@ -290,7 +314,13 @@ class PlanExecutor:
             else None
         )
         return TaskResult(
-            task.id, True, output=response.text, attempts=1, duration_ms=self._ms_since(started), usage=usage
+            task.id,
+            True,
+            output=response.text,
+            attempts=1,
+            duration_ms=self._ms_since(started),
+            usage=usage,
+            rate_limits=response.rate_limits,
         )
 
     async def execute_task_with_retry(
@@ -300,34 +330,86 @@ class PlanExecutor:
         max_retries: int | None = None,
         base_delay_ms: int | None = None,
     ) -> TaskResult:
-        """Execute ``task`` with retries for recoverable errors.
+        """Execute ``task`` with retries for recoverable errors, through its provider's shared gate.
 
         ``max_retries``/``base_delay_ms`` default to the effective policy (3 and
         1000 ms unless configured). Before retry ``k`` the executor waits
-        ``base_delay_ms * 2^k`` (capped, optionally jittered, never less than a
-        server's Retry-After). Each failed attempt is recorded on the task and
-        emitted as ``attempt_failed``.
+        ``base_delay_ms * 2^k`` (capped, optionally jittered, never less than the
+        server asked); a 429 whose server said when to come back is waited out
+        without using a retry (``radium.retry``). Every attempt first passes the
+        provider's limiter (``radium.ratelimit``), which holds it while another
+        task's reset is pending or the provider's limits are used up, and learns
+        from how it went. Each failed attempt is emitted as ``attempt_failed``,
+        each wait at the gate as ``rate_limit_wait``.
         """
         policy = self.policy_for(task).with_overrides(max_retries=max_retries, base_delay_ms=base_delay_ms)
         started = self._clock()
         usage = TokenUsage()
+        spent = RetryState()
         made = 0
+        identity, provider = model.provider()
+        limiter = self.limiters.get(identity, provider, (model.name, model.settings.base_url or ""))
+        prompt_chars = len(self._prompts.get(task.id) or "")
+
+        def gate_wait(seconds: float, source: str, learned_by: str | None) -> None:
+            if learned_by == task.id or seconds < 0.01:
+                return  # this task's own reset: its retry line already said so
+            by = f", learned by {learned_by}" if learned_by else ""
+            self.emit(
+                Event(
+                    "rate_limit_wait",
+                    {
+                        "task_id": task.id,
+                        "provider": provider,
+                        "delay_ms": round(seconds * 1000),
+                        "source": source,
+                        "learned_by": learned_by,
+                        "line": f"{task.id} rate limited by {provider}: waiting {format_compact(seconds)} ({source}{by})",
+                    },
+                )
+            )
 
         async def attempt(index: int) -> TaskResult:
             nonlocal made
-            result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
+            try:
+                ticket = await limiter.acquire(
+                    task.id, prompt_chars=prompt_chars, budget_s=spent.budget_left(policy), on_wait=gate_wait
+                )
+            except GateWaitTooLong as held:
+                raise RateLimitWaitExceededError(
+                    f"{task.id}: {provider} is rate limited for another {format_compact(held.seconds)} ({held.source}); "
+                    f"with the {format_compact(spent.rate_limit_wait_s)} already waited that passes "
+                    f"max_rate_limit_wait_s ({policy.max_rate_limit_wait_s:g} s)",
+                    hint="raise --max-rate-limit-wait-s, lower --parallel, or resume later with `rad craft --resume`",
+                ) from None
+            spent.rate_limit_wait_s += ticket.waited_s
+            try:
+                result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
+            finally:
+                limiter.release()
             task.attempts += 1  # the manifest keeps the total over all runs
             made += 1
             if result.usage:
                 usage.prompt_tokens += result.usage.prompt_tokens
                 usage.completion_tokens += result.usage.completion_tokens
-            if not result.success:
-                assert result.error is not None
-                raise result.error
-            return result
+            if result.success:
+                limiter.succeeded(ticket, result.rate_limits, task.id)
+                return result
+            error = result.error
+            assert error is not None
+            hint = ServerHint.of(error)
+            throttled = isinstance(error, RateLimitError) or getattr(error, "status", None) in (503, 529)
+            limiter.failed(
+                ticket, ServerWait(hint.seconds, hint.source) if hint else None, task.id, throttled=throttled
+            )
+            raise error
 
         def announce(error: RadiumError, wait: Wait, index: int) -> None:
             self.retries += 1
+            if wait.counted:
+                line = f"{task.id} Attempt {index + 1}: Error ({error.kind}) → {wait.explain()}"
+            else:
+                line = f"{task.id} rate limited by {provider}: waiting {format_compact(wait.seconds)} ({wait.source})"
             self.emit(
                 Event(
                     "attempt_failed",
@@ -338,19 +420,23 @@ class PlanExecutor:
                         "kind": error.kind,
                         "message": str(error),
                         "delay_ms": round(wait.delay_ms),
-                        "retry_index": index,
-                        "line": f"Attempt {index + 1}: Error ({error.kind}) → {wait.explain()}",
+                        "retry_index": wait.retry_index,
+                        "counted": wait.counted,
+                        "provider": provider,
+                        "wait_source": wait.source or "backoff",
+                        "line": line,
                     },
                 )
             )
 
         try:
-            result = await retry_call(attempt, policy, on_retry=announce, sleep=self._sleep)
+            result = await retry_call(attempt, policy, on_retry=announce, sleep=self._sleep, state=spent)
         except RadiumError as error:
             result = TaskResult(task.id, False, error=error)
         result.attempts = made
         result.duration_ms = self._ms_since(started)
         result.usage = usage if usage.total_tokens else None
+        result.rate_limit_wait_ms = round(spent.rate_limit_wait_s * 1000)
         return result
 
     # ------------------------------------------------------------------ prompts and engines
@@ -822,9 +908,7 @@ class PlanExecutor:
         completed, total = state.counts
         completed += 1
         state.counts = (completed, total)
-        if result.usage:
-            state.prompt_tokens += result.usage.prompt_tokens
-            state.completion_tokens += result.usage.completion_tokens
+        self._account(task, result, state)
         await self._checkpoint(state.manifest)
         self.emit(
             Event(
@@ -836,6 +920,7 @@ class PlanExecutor:
                     "duration_ms": result.duration_ms,
                     "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
                     "completion_tokens": result.usage.completion_tokens if result.usage else None,
+                    "rate_limit_wait_ms": result.rate_limit_wait_ms,
                     "output_path": task.output_path,
                     "completed_tasks": completed,
                     "total_tasks": total,
@@ -852,9 +937,7 @@ class PlanExecutor:
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = TaskErrorRecord(category=error.category.value, message=str(error), kind=error.kind)
-        if result.usage:
-            state.prompt_tokens += result.usage.prompt_tokens
-            state.completion_tokens += result.usage.completion_tokens
+        self._account(task, result, state)
         state.failures.append((task.id, error))
         self.emit(
             Event(
@@ -871,6 +954,16 @@ class PlanExecutor:
         )
         self._block_dependents(task.id, state)
         await self._checkpoint(state.manifest)
+
+    @staticmethod
+    def _account(task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+        """Add a finished task's tokens and rate-limit waits to the run (and the task's total)."""
+        if result.usage:
+            state.prompt_tokens += result.usage.prompt_tokens
+            state.completion_tokens += result.usage.completion_tokens
+        if result.rate_limit_wait_ms:
+            state.rate_limit_wait_ms += result.rate_limit_wait_ms
+            task.rate_limit_wait_ms = (task.rate_limit_wait_ms or 0) + result.rate_limit_wait_ms
 
     def _block_dependents(self, failed_id: str, state: "_RunState") -> None:
         """Mark every task that (transitively) depends on ``failed_id`` as blocked."""
@@ -988,6 +1081,8 @@ class PlanExecutor:
             prompt_tokens=state.prompt_tokens,
             completion_tokens=state.completion_tokens,
             wall_ms=self._ms_since(state.started),
+            rate_limit_wait_ms=state.rate_limit_wait_ms,
+            rate_limited_requests=self.limiters.rate_limited,
             next_command=next_command,
             failures=list(state.failures),
             blocked_reasons=dict(state.blocked),
@@ -1009,6 +1104,8 @@ class PlanExecutor:
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
             "wall_ms": result.wall_ms,
+            "rate_limit_wait_ms": result.rate_limit_wait_ms,
+            "rate_limited_requests": result.rate_limited_requests,
             "next_command": result.next_command,
             "interrupted_tasks": result.interrupted_tasks,
             "failures": [
@@ -1029,6 +1126,7 @@ class _RunState:
     """(completed, total) tasks of the plan, kept up to date as tasks complete."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    rate_limit_wait_ms: int = 0
     failures: list[tuple[str, RadiumError]] = field(default_factory=list)
     blocked: dict[str, str] = field(default_factory=dict)
     interrupted: list[str] = field(default_factory=list)
