@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from radium.errors import InvalidDataError
 
 if TYPE_CHECKING:
+    from radium.ratelimit import Pacing
     from radium.retry import RetryPolicy
 
 
@@ -33,6 +34,8 @@ class ExecutionSettings(BaseModel):
     max_delay_ms: int = Field(60_000, ge=0)
     jitter: bool = False
     max_retry_after_s: float = Field(300.0, ge=0)
+    max_rate_limit_wait_s: float = Field(900.0, ge=0)
+    shared_rate_limits: bool = True
     timeout_s: float | None = Field(None, gt=0)
     parallel: int = Field(1, ge=1)
     keep_going: bool = False
@@ -51,6 +54,7 @@ class ExecutionSettings(BaseModel):
             max_delay_ms=self.max_delay_ms,
             jitter=self.jitter,
             max_retry_after_s=self.max_retry_after_s,
+            max_rate_limit_wait_s=self.max_rate_limit_wait_s,
             timeout_s=self.timeout_s,
         )
 
@@ -105,3 +109,44 @@ def resolve_settings(
             hint="raise --max-delay-ms or lower --base-delay-ms",
         )
     return settings, frozenset(explicit)
+
+
+class _PacingTable(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rpm: float | None = Field(None, gt=0)
+    tpm: float | None = Field(None, gt=0)
+
+
+def rate_limit_pacing(config: Mapping[str, Any], config_path: str = ".radium/config.toml") -> dict[str, "Pacing"]:
+    """Client-side pacing per provider, from ``[rate_limits.<engine name or base_url>]``.
+
+    ::
+
+        [rate_limits.openai]                       # every openai agent
+        rpm = 500
+        tpm = 200000
+        [rate_limits."http://localhost:8000/v1"]   # one self-hosted server
+        rpm = 60
+    """
+    from radium.ratelimit import Pacing
+
+    table = config.get("rate_limits", {})
+    if not isinstance(table, dict):
+        raise InvalidDataError(f"{config_path}: [rate_limits] must be a table of tables")
+    pacing = {}
+    for name, values in table.items():
+        if not isinstance(values, dict):
+            raise InvalidDataError(
+                f"{config_path}: rate_limits.{name} must be a table", hint=f'write [rate_limits."{name}"] with rpm/tpm'
+            )
+        try:
+            parsed = _PacingTable.model_validate(values)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InvalidDataError(
+                f"{config_path}: rate_limits.{name}.{where}: {problem['msg']}", hint="use rpm = N and tpm = N"
+            ) from None
+        pacing[str(name).rstrip("/")] = Pacing(rpm=parsed.rpm, tpm=parsed.tpm)
+    return pacing

@@ -41,6 +41,17 @@ _SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM
     metavar="S",
     help="Fail instead of waiting when a server asks for a longer Retry-After. [default: 300]",
 )
+@click.option(
+    "--max-rate-limit-wait-s",
+    type=float,
+    metavar="S",
+    help="Total a task may wait on rate limits (server-timed waits) before it fails. [default: 900]",
+)
+@click.option(
+    "--shared-rate-limits/--no-shared-rate-limits",
+    default=None,
+    help="One limiter per provider shared by all tasks (default), or each task on its own.",
+)
 @click.option("--timeout-s", type=float, metavar="S", help="Per-attempt time limit for every agent.")
 @click.option("--parallel", type=int, metavar="N", help="Run up to N ready tasks at once. [default: 1]")
 @click.option("--keep-going", is_flag=True, default=None, help="After a failure, run the tasks not depending on it.")
@@ -60,7 +71,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     from radium.cli.output import HumanRenderer, JsonRenderer, warn
     from radium.planning.executor import ExecutionConfig, PlanExecutor, RunMode
     from radium.prompts import format_context_files, gather_context_files
-    from radium.settings import resolve_settings
+    from radium.settings import rate_limit_pacing, resolve_settings
 
     workspace = settings_obj.workspace()
     ref = workspace.find_plan(plan) if plan else _only_unfinished_plan(workspace)
@@ -68,6 +79,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     # flag paths are relative to where the user typed them, configured ones to the workspace.
     flag_context = [Path(p).resolve() for p in flags.pop("context_files")]
     settings, explicit = resolve_settings(flags, workspace.config(), config_path=str(workspace.config_path))
+    pacing = rate_limit_pacing(workspace.config(), config_path=str(workspace.config_path))
     agents = discover_agents(workspace)
     agents.raise_if_errors()
     for note in agents.warnings:
@@ -92,6 +104,8 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         model_override=settings.model,
         plan_label=label,
         state_path=ref.manifest_path,
+        shared_rate_limits=settings.shared_rate_limits,
+        rate_limit_pacing=pacing,
     )
     renderer = JsonRenderer() if json_output else HumanRenderer()
     store = ref.store()

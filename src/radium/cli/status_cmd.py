@@ -86,6 +86,7 @@ def _plan_status(label, ref, manifest) -> dict:
         "percent": manifest.calculate_progress(),
         "prompt_tokens": sum(t.usage.prompt_tokens for t in tasks if t.usage),
         "completion_tokens": sum(t.usage.completion_tokens for t in tasks if t.usage),
+        "rate_limit_wait_ms": sum(t.rate_limit_wait_ms or 0 for t in tasks),
         "next_command": next_command,
         "iterations": [
             {
@@ -103,6 +104,7 @@ def _plan_status(label, ref, manifest) -> dict:
                         "attempts": t.attempts,
                         "duration_ms": t.duration_ms,
                         "tokens": t.usage.total_tokens if t.usage else None,
+                        "rate_limit_wait_ms": t.rate_limit_wait_ms,
                         "last_error": t.last_error.model_dump() if t.last_error else None,
                     }
                     for t in it.tasks
@@ -119,13 +121,16 @@ _STATUS_STYLE = {"completed": "green", "failed": "red", "blocked": "yellow", "in
 def _print_plan(console, data, manifest) -> None:
     from rich.table import Table
 
+    from radium.retry import format_compact
+
     console.print(f"[bold]{data['requirement_id']} · {data['project']}[/bold]  ({data['path']})")
     console.print(
         f"Status: {data['status']} · {data['completed']}/{data['total']} tasks ({data['percent']}%) · "
         f"tokens {data['prompt_tokens']:,} prompt / {data['completion_tokens']:,} completion"
+        + (f" · {format_compact(data['rate_limit_wait_ms'] / 1000)} waiting on rate limits" if data["rate_limit_wait_ms"] else "")
     )
     table = Table(show_lines=False)
-    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Tokens", "Last error"):
+    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Rate-limit wait", "Tokens", "Last error"):
         table.add_column(column, overflow="fold")
     for iteration in data["iterations"]:
         table.add_row(
@@ -133,6 +138,7 @@ def _print_plan(console, data, manifest) -> None:
             f"[bold]{iteration['name']}[/bold]",
             "",
             iteration["status"],
+            "",
             "",
             "",
             "",
@@ -148,6 +154,7 @@ def _print_plan(console, data, manifest) -> None:
                 f"[{style}]{task['status']}[/{style}]" if style else task["status"],
                 str(task["attempts"]),
                 f"{task['duration_ms'] / 1000:.1f}s" if task["duration_ms"] is not None else "",
+                format_compact(task["rate_limit_wait_ms"] / 1000) if task["rate_limit_wait_ms"] else "",
                 f"{task['tokens']:,}" if task["tokens"] is not None else "",
                 f"{error['category']}: {error['message']}" if error else "",
             )
