@@ -10,10 +10,10 @@ Each endpoint (``"openai"``, ``"anthropic"``, ``"gemini"``) has a queue of scrip
 request takes the next step of its endpoint's queue, and an empty queue answers ``ok``. Steps
 are plain dicts so a script can be passed as JSON to the standalone server:
 
-``{"kind": "ok", "text": "...", "prompt_tokens": 5, "completion_tokens": 7}``
-    a normal answer (the text defaults to ``fake answer #N``).
+``{"kind": "ok", "text": "...", "prompt_tokens": 5, "completion_tokens": 7, "headers": {...}}``
+    a normal answer (the text defaults to ``fake answer #N``), with extra response headers.
 ``{"kind": "status", "status": 429, "headers": {"Retry-After": "1"}, "body": {...}, "message": "..."}``
-    an HTTP error; without ``body`` a provider-shaped error body is built. ``echo_key``
+    an HTTP error (a header value ``@+1.5`` is sent as the RFC 3339 time 1.5 s later); without ``body`` a provider-shaped error body is built. ``echo_key``
     (default true for 401) puts the API key the client sent into the error message, the
     way some providers echo a bad key back, so redaction can be tested.
 ``{"kind": "stall", "seconds": 0.5}``
@@ -21,6 +21,17 @@ are plain dicts so a script can be passed as JSON to the standalone server:
 ``{"kind": "drop"}``
     send a 200 status line and headers announcing a body, a few bytes of it, then close
     the connection mid-body.
+
+Any step may carry ``"when": "text"``: it then answers only a request whose body contains
+that text (e.g. a task id in the prompt), so parallel tasks can be scripted one by one; a
+request takes the first queued step whose ``when`` matches, else the first without one.
+
+``FakeProvider.window(endpoint, limit, window_s, dialect)`` puts a sliding-window limit in
+front of an endpoint, as a gateway would: at most ``limit`` requests are let through in
+any ``window_s`` seconds, the others get 429. Every answer carries the limit headers of
+``dialect`` (``openai``: ``x-ratelimit-{limit,remaining,reset}-requests`` with a duration;
+``anthropic``: ``anthropic-ratelimit-requests-*`` with an RFC 3339 time), where "reset"
+is when the window is fully replenished, as both providers document it.
 
 Every request is logged (``FakeProvider.requests``): wall time, endpoint, method, path,
 headers (lower-cased names), parsed body, and the step kind used to answer it.
@@ -53,6 +64,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -65,8 +77,15 @@ _GEMINI_PATH = re.compile(r"^/v[0-9a-z]+/models/(?P<model>[^/:]+):generateConten
 # ------------------------------------------------------------------ step builders
 
 
-def ok(text: str | None = None, *, prompt_tokens: int = 11, completion_tokens: int = 7) -> dict:
-    """A successful answer."""
+def ok(
+    text: str | None = None,
+    *,
+    prompt_tokens: int = 11,
+    completion_tokens: int = 7,
+    headers: dict[str, str] | None = None,
+    when: str | None = None,
+) -> dict:
+    """A successful answer (with extra response ``headers``; only for a body containing ``when``)."""
     step: dict[str, Any] = {
         "kind": "ok",
         "prompt_tokens": prompt_tokens,
@@ -74,6 +93,10 @@ def ok(text: str | None = None, *, prompt_tokens: int = 11, completion_tokens: i
     }
     if text is not None:
         step["text"] = text
+    if headers:
+        step["headers"] = headers
+    if when is not None:
+        step["when"] = when
     return step
 
 
@@ -85,9 +108,12 @@ def status(
     message: str | None = None,
     echo_key: bool | None = None,
     error_code: str | None = None,
+    when: str | None = None,
 ) -> dict:
     """An HTTP error answer with a provider-shaped body (unless ``body`` is given)."""
     step: dict[str, Any] = {"kind": "status", "status": code, "headers": headers or {}}
+    if when is not None:
+        step["when"] = when
     if body is not None:
         step["body"] = body
     if message is not None:
@@ -99,9 +125,12 @@ def status(
     return step
 
 
-def stall(seconds: float) -> dict:
+def stall(seconds: float, *, when: str | None = None) -> dict:
     """Wait ``seconds`` before answering (to trigger a client read timeout)."""
-    return {"kind": "stall", "seconds": seconds}
+    step: dict[str, Any] = {"kind": "stall", "seconds": seconds}
+    if when is not None:
+        step["when"] = when
+    return step
 
 
 def drop() -> dict:
@@ -275,6 +304,14 @@ def _error_body(endpoint: str, step: dict, key: str) -> Any:
     return body
 
 
+def _header_value(value: str) -> str:
+    """``@+1.5`` becomes the RFC 3339 time 1.5 s after the answer is sent (Anthropic resets)."""
+    if isinstance(value, str) and value.startswith("@+"):
+        when = datetime.fromtimestamp(time.time() + float(value[2:]), timezone.utc)
+        return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value
+
+
 def _sent_key(headers: dict[str, str]) -> str:
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
@@ -285,10 +322,46 @@ def _sent_key(headers: dict[str, str]) -> str:
 # ------------------------------------------------------------------ the server
 
 
+class SlidingWindow:
+    """At most ``limit`` requests in any ``window_s`` seconds, announced in a provider's dialect."""
+
+    def __init__(self, limit: int, window_s: float, dialect: str = "openai") -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.dialect = dialect
+        self.accepted: deque[float] = deque()
+
+    def admit(self, now: float) -> tuple[bool, dict[str, str]]:
+        """Let a request through or not; the limit headers to send either way."""
+        while self.accepted and self.accepted[0] <= now - self.window_s:
+            self.accepted.popleft()
+        allowed = len(self.accepted) < self.limit
+        if allowed:
+            self.accepted.append(now)
+        remaining = self.limit - len(self.accepted)
+        # "Reset": when the window is fully replenished (the newest request has left it).
+        reset = max(self.accepted[-1] + self.window_s - now, 0.0) if self.accepted else 0.0
+        if self.dialect == "anthropic":
+            when = datetime.fromtimestamp(time.time() + reset, timezone.utc).isoformat(timespec="milliseconds")
+            headers = {
+                "anthropic-ratelimit-requests-limit": str(self.limit),
+                "anthropic-ratelimit-requests-remaining": str(remaining),
+                "anthropic-ratelimit-requests-reset": when.replace("+00:00", "Z"),
+            }
+        else:
+            headers = {
+                "x-ratelimit-limit-requests": str(self.limit),
+                "x-ratelimit-remaining-requests": str(remaining),
+                "x-ratelimit-reset-requests": f"{reset * 1000:.0f}ms",
+            }
+        return allowed, headers
+
+
 class FakeProvider:
     """The fake provider server (start/stop it, or use it as a context manager)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._windows: dict[str, SlidingWindow] = {}
         self._lock = threading.Lock()
         self._queues: dict[str, deque[dict]] = {name: deque() for name in ENDPOINTS}
         self._log: list[RecordedRequest] = []
@@ -351,11 +424,17 @@ class FakeProvider:
         for endpoint, steps in script.items():
             self.script(endpoint, *steps)
 
+    def window(self, endpoint: str, limit: int, window_s: float, dialect: str = "openai") -> None:
+        """Limit ``endpoint`` to ``limit`` requests per sliding ``window_s`` seconds (see module doc)."""
+        with self._lock:
+            self._windows[endpoint] = SlidingWindow(limit, window_s, dialect)
+
     def reset(self) -> None:
         with self._lock:
             for queue in self._queues.values():
                 queue.clear()
             self._log.clear()
+            self._windows.clear()
 
     def pending(self, endpoint: str) -> int:
         with self._lock:
@@ -371,11 +450,23 @@ class FakeProvider:
         return [r for r in self.requests if r.endpoint == endpoint]
 
     # used by the handler
-    def _next_step(self, endpoint: str) -> tuple[dict, int]:
+    def _admit(self, endpoint: str) -> tuple[bool, dict[str, str]]:
+        with self._lock:
+            window = self._windows.get(endpoint)
+            return window.admit(time.monotonic()) if window is not None else (True, {})
+
+    def _next_step(self, endpoint: str, raw_body: bytes = b"") -> tuple[dict, int]:
         with self._lock:
             self._served += 1
             queue = self._queues[endpoint]
-            return (queue.popleft() if queue else {"kind": "ok"}), self._served
+            text = raw_body.decode("utf-8", "replace")
+            chosen = next((step for step in queue if step.get("when") and step["when"] in text), None)
+            if chosen is None:
+                chosen = next((step for step in queue if not step.get("when")), None)
+            if chosen is None:
+                return {"kind": "ok"}, self._served
+            queue.remove(chosen)
+            return chosen, self._served
 
     def _record(self, entry: RecordedRequest) -> None:
         with self._lock:
@@ -402,7 +493,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
-            self.send_header(name, value)
+            self.send_header(name, _header_value(value))
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
@@ -459,19 +550,26 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
 
-        step, number = self.provider._next_step(endpoint)
+        allowed, limit_headers = self.provider._admit(endpoint)
+        if not allowed:
+            self.provider._record(RecordedRequest(time.time(), endpoint, "POST", self.path, headers, body, "window-429"))
+            refusal = {"status": 429, "message": "rate limit reached for requests"}
+            self._send_json(429, _error_body(endpoint, refusal, ""), limit_headers)
+            return
+        step, number = self.provider._next_step(endpoint, raw)
         kind = step.get("kind", "ok")
         self.provider._record(RecordedRequest(time.time(), endpoint, "POST", self.path, headers, body, kind))
         model = gemini_model or (body.get("model") if isinstance(body, dict) else None) or "fake-model"
+        extra = {**limit_headers, **step.get("headers", {})}
 
         if kind == "stall":
             time.sleep(float(step.get("seconds", 0.5)))
-            self._send_json(200, _ok_body(endpoint, step, body, number, model))
+            self._send_json(200, _ok_body(endpoint, step, body, number, model), extra)
         elif kind == "ok":
-            self._send_json(200, _ok_body(endpoint, step, body, number, model))
+            self._send_json(200, _ok_body(endpoint, step, body, number, model), extra)
         elif kind == "status":
             code = int(step["status"])
-            self._send_json(code, _error_body(endpoint, step, _sent_key(headers)), step.get("headers"))
+            self._send_json(code, _error_body(endpoint, step, _sent_key(headers)), extra)
         elif kind == "drop":
             data = json.dumps(_ok_body(endpoint, step, body, number, model)).encode()
             self.send_response(200)

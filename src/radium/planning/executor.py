@@ -386,7 +386,7 @@ class PlanExecutor:
             try:
                 result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
             finally:
-                limiter.release()
+                limiter.release(ticket)
             task.attempts += 1  # the manifest keeps the total over all runs
             made += 1
             if result.usage:

@@ -10,16 +10,21 @@ and reports back how it went. The gate holds a request while:
   and no task sends before it;
 * **a limit is used up**: a success said ``remaining = 0`` (requests or
   tokens), so the next request waits for that reset. For requests the
-  limiter keeps an estimate of what is left (``remaining`` from the newest
-  response, minus the requests sent after it), so parallel tasks stop *before*
-  the server has to refuse them, instead of stampeding into 429s;
+  limiter keeps a lower bound of what is left (``remaining`` from an answer,
+  minus the requests sent after it and those unanswered when it was sent;
+  the best bound any answer gives), so parallel tasks stop *before*
+  the server has to refuse them, instead of stampeding into 429s. After a
+  known full reset the window holds exactly the limit, so counting our own
+  sends is exact (until a 429 says someone else shares the key); when the
+  estimate is spent while answers are in flight, requests wait for them;
 * **the adaptive concurrency is full**: repeated 429s halve how many calls may
   be in flight to this provider (once per burst: 429s to requests sent before
   the last decrease do not count again), and successes raise it again by one
   per window of successes; it stays between 1 and ``--parallel``;
 * **client-side pacing** is configured (``rpm``/``tpm`` in
   ``[rate_limits.<engine or base_url>]``), through ``aiolimiter``'s leaky
-  bucket; tokens are estimated from the prompt (4 characters per token).
+  bucket: requests evenly spaced at ``60/rpm`` seconds, prompt tokens
+  (estimated at 4 characters per token) at ``tpm/60`` per second.
 
 Waits on a known reset time are reported (``on_wait``) and counted against the
 task's rate-limit wait budget; waiting for a concurrency slot is like waiting
@@ -59,6 +64,8 @@ class Ticket:
 
     seq: int
     waited_s: float
+    unanswered_at_send: int = 0
+    """Calls to the provider still unanswered when this one was sent."""
 
 
 @dataclass
@@ -106,7 +113,10 @@ class ProviderLimiter:
         self._credits_reset: _Block | None = None
         self._full_limit: int | None = None
         self._seq = 0
-        self._newest_seen = 0
+        self._refused_at_seq = 0
+        self._clean_window = False
+        """Credits were refilled at a known full reset: counting our own sends is exact."""
+        """Answers to calls sent before the latest 429 carry stale ``remaining`` counts."""
         self._decreased_at_seq = 0
         self._successes = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -115,8 +125,10 @@ class ProviderLimiter:
         if pacing.rpm or pacing.tpm:
             from aiolimiter import AsyncLimiter
 
-            self._rpm = AsyncLimiter(pacing.rpm, 60) if pacing.rpm else None
-            self._tpm = AsyncLimiter(pacing.tpm, 60) if pacing.tpm else None
+            # Evenly spaced: a bucket of one request refilled every 60/rpm s (a bucket of
+            # ``rpm`` would let a whole minute's quota out at once); tokens per second.
+            self._rpm = AsyncLimiter(1, 60 / pacing.rpm) if pacing.rpm else None
+            self._tpm = AsyncLimiter(pacing.tpm / 60, 1) if pacing.tpm else None
 
     # ------------------------------------------------------------ admission
 
@@ -137,20 +149,12 @@ class ProviderLimiter:
                     await self._sleep(delay)
                     waited += delay
                 continue
-            if self.in_flight < self.concurrency:
+            if self.in_flight < self.concurrency and (self._credits is None or self._credits > 0):
                 break
-            future = asyncio.get_running_loop().create_future()
-            self._waiters.append(future)
-            try:
-                await future
-            finally:
-                if not future.done():
-                    future.cancel()
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(future)
+            await self._wait_for_news()
+        ticket = Ticket(self._seq + 1, waited, unanswered_at_send=self.in_flight)
         self.in_flight += 1
         self._seq += 1
-        ticket = Ticket(self._seq, waited)
         if self._credits is not None:
             self._credits -= 1
         try:
@@ -162,32 +166,54 @@ class ProviderLimiter:
                 await self._tpm.acquire(min(tokens, self._tpm.max_rate))
             ticket.waited_s += self._clock() - started
         except BaseException:
-            self.release()
+            self.release(ticket)
             raise
         return ticket
 
+    async def _wait_for_news(self) -> None:
+        """Sleep until a call to this provider ends (a slot frees, or an answer says what is left)."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        finally:
+            if not future.done():
+                future.cancel()
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(future)
+
     def _gate(self, now: float) -> _Block | None:
-        """What holds requests back at ``now`` (a block, or used-up credits), if anything."""
+        """The known reset time that holds requests back at ``now``, if any.
+
+        A block (someone's 429, an exhausted token limit) holds everyone. Used-up
+        request credits hold requests only once no call is in flight: until then
+        the answers still travelling will say exactly what is left (the estimate
+        is conservative), which may well be more than nothing.
+        """
         if self._block is not None:
             if now < self._block.until:
                 return self._block
             self._block = None
-        if self._credits is not None and self._credits <= 0:
+        if self._credits is not None and self._credits <= 0 and self.in_flight == 0:
             reset = self._credits_reset
             if reset is not None and now < reset.until:
                 return reset
-            # The window has reset: a fresh window holds the full limit, if we know it.
-            self._credits = self._full_limit
+            # The window has reset: a fresh window holds the full limit, if we know it
+            # (else nothing in flight will tell us more: let the server decide).
+            self._credits = self._full_limit if reset is not None else None
             self._credits_reset = None
+            self._clean_window = self._credits is not None
         return None
 
-    def release(self) -> None:
-        """The request is over (whatever happened): free its slot."""
+    def release(self, ticket: Ticket) -> None:
+        """The request admitted with ``ticket`` is over (whatever happened): free its slot."""
         self.in_flight = max(0, self.in_flight - 1)
         self._wake()
 
     def _wake(self) -> None:
-        free = self.concurrency - self.in_flight
+        # Wake as many waiters as there are free slots (at least one, so that a waiter
+        # held by used-up credits re-checks what the answer that just ended said).
+        free = max(1, self.concurrency - self.in_flight)
         while free > 0 and self._waiters:
             future = self._waiters.popleft()
             if not future.done():
@@ -214,14 +240,27 @@ class ProviderLimiter:
         if snapshot is None:
             return
         requests = snapshot.get("requests")
-        if requests is not None and requests.remaining is not None and ticket.seq >= self._newest_seen:
-            self._newest_seen = ticket.seq
+        if requests is not None and requests.remaining is not None and ticket.seq > self._refused_at_seq:
             if requests.limit is not None:
                 self._full_limit = requests.limit
-            self._credits = requests.remaining - (self._seq - ticket.seq)
-            reset = requests.reset
-            self._credits_reset = _Block(self._clock() + reset.seconds, reset.source, task_id) if reset else None
-            if self._credits_reset is None and self._credits <= 0:
+            if requests.reset is not None:
+                until = self._clock() + requests.reset.seconds
+                if self._credits_reset is None or until > self._credits_reset.until:
+                    self._credits_reset = _Block(until, requests.reset.source, task_id)
+        if (
+            requests is not None
+            and requests.remaining is not None
+            and ticket.seq > self._refused_at_seq
+            and not self._clean_window
+        ):
+            # ``remaining`` was counted when this call reached the server. Only calls
+            # answered before it was sent surely reached the server first (arrival order
+            # is not send order): calls sent after it, and those unanswered when it was
+            # sent, may not be in the count yet. Subtracting them all gives a lower bound
+            # on what is left now. Every answer gives one; keep the best.
+            bound = requests.remaining - (self._seq - ticket.seq) - ticket.unanswered_at_send
+            self._credits = bound if self._credits is None else max(self._credits, bound)
+            if requests.reset is None and self._credits <= 0:
                 self._credits = None  # used up, but no reset time to wait for: let the server decide
         for state in snapshot.limits:
             if state.name != "requests" and state.remaining == 0 and state.reset is not None:
@@ -239,6 +278,8 @@ class ProviderLimiter:
             self.concurrency = max(1, self.concurrency // 2)
             self._decreased_at_seq = self._seq
             self._successes = 0
+        self._refused_at_seq = max(self._refused_at_seq, ticket.seq)
+        self._clean_window = False  # someone else uses this key too, or the limit changed
         self._credits = None if wait is None else 0
         if wait is not None:
             self._credits_reset = self._block
