@@ -10,7 +10,8 @@
     engine = "openai"                # mock | openai | openai-compatible | ollama | anthropic | gemini | command
     model = "gpt-4o-mini"
     # optional: base_url, api_key_env, temperature, max_tokens, timeout_s,
-    #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"]
+    #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"],
+    #           price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }   # USD per million tokens
 
 Discovery is deterministic: ``<workspace>/agents/``, then
 ``<workspace>/.radium/agents/``, then ``~/.radium/agents/``, each searched
@@ -37,6 +38,15 @@ from radium.workspace import Workspace, load_toml
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
+class AgentPrice(BaseModel):
+    """``price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }``: USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class AgentConfig(BaseModel):
     """The ``[agent]`` table of an agent file."""
 
@@ -57,6 +67,8 @@ class AgentConfig(BaseModel):
     base_delay_ms: int | None = Field(default=None, ge=0)
     max_delay_ms: int | None = Field(default=None, ge=0)
     command: tuple[str, ...] | None = None
+    price: AgentPrice | None = None
+    """Overrides the price database (self-hosted or unlisted models); see radium.reporting.pricing."""
     # Set by discovery, not read from the file.
     source: Path = Field(default=Path("."), exclude=True)
     prompt_file: Path = Field(default=Path("."), exclude=True)

@@ -86,6 +86,10 @@ def _plan_status(label, ref, manifest) -> dict:
         "percent": manifest.calculate_progress(),
         "prompt_tokens": sum(t.usage.prompt_tokens for t in tasks if t.usage),
         "completion_tokens": sum(t.usage.completion_tokens for t in tasks if t.usage),
+        # Sum of the tasks with a known cost; null when none has one. Tasks that used
+        # tokens without a known price are counted in unpriced_tasks (cost unknown, not 0).
+        "cost_usd": round(sum(costs), 10) if (costs := [t.cost_usd for t in tasks if t.cost_usd is not None]) else None,
+        "unpriced_tasks": sum(1 for t in tasks if t.cost_usd is None and t.usage is not None),
         "next_command": next_command,
         "iterations": [
             {
@@ -103,6 +107,7 @@ def _plan_status(label, ref, manifest) -> dict:
                         "attempts": t.attempts,
                         "duration_ms": t.duration_ms,
                         "tokens": t.usage.total_tokens if t.usage else None,
+                        "cost_usd": t.cost_usd,
                         "last_error": t.last_error.model_dump() if t.last_error else None,
                     }
                     for t in it.tasks
@@ -119,13 +124,18 @@ _STATUS_STYLE = {"completed": "green", "failed": "red", "blocked": "yellow", "in
 def _print_plan(console, data, manifest) -> None:
     from rich.table import Table
 
+    from radium.cli.output import run_cost_text
+    from radium.reporting.pricing import format_cost
+
     console.print(f"[bold]{data['requirement_id']} · {data['project']}[/bold]  ({data['path']})")
     console.print(
         f"Status: {data['status']} · {data['completed']}/{data['total']} tasks ({data['percent']}%) · "
-        f"tokens {data['prompt_tokens']:,} prompt / {data['completion_tokens']:,} completion"
+        f"tokens {data['prompt_tokens']:,} prompt / {data['completion_tokens']:,} completion · "
+        f"cost {run_cost_text(data['cost_usd'], data['unpriced_tasks'], data['prompt_tokens'] + data['completion_tokens'])}",
+        markup=False,
     )
     table = Table(show_lines=False)
-    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Tokens", "Last error"):
+    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Tokens", "Cost", "Last error"):
         table.add_column(column, overflow="fold")
     for iteration in data["iterations"]:
         table.add_row(
@@ -133,6 +143,7 @@ def _print_plan(console, data, manifest) -> None:
             f"[bold]{iteration['name']}[/bold]",
             "",
             iteration["status"],
+            "",
             "",
             "",
             "",
@@ -149,6 +160,7 @@ def _print_plan(console, data, manifest) -> None:
                 str(task["attempts"]),
                 f"{task['duration_ms'] / 1000:.1f}s" if task["duration_ms"] is not None else "",
                 f"{task['tokens']:,}" if task["tokens"] is not None else "",
+                format_cost(task["cost_usd"]) if task["tokens"] is not None else "",
                 f"{error['category']}: {error['message']}" if error else "",
             )
     console.print(table)
