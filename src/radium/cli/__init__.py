@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("radium.cli.status_cmd", "status"),
     "validate": ("radium.cli.validate_cmd", "validate"),
     "agents": ("radium.cli.agents_cmd", "agents"),
+    "report": ("radium.cli.report_cmd", "report"),
 }
 _SHORT_HELP = {
     "init": "Create a workspace (.radium/); idempotent.",
@@ -36,6 +37,7 @@ _SHORT_HELP = {
     "status": "Show the progress of one plan, or of all plans.",
     "validate": "Check a plan without running it.",
     "agents": "List discovered agents and where each came from.",
+    "report": "Write a self-contained HTML report: timeline, graph, cost.",
 }
 
 EXIT_CODES_HELP = """\b
