@@ -59,7 +59,7 @@ def demo() -> int:
             return code
     print(flush=True)
     code = rad("-w", str(DEMO_DIR), "craft", "REQ-001")
-    print(f"\nDemo workspace: {DEMO_DIR} (try: .venv/bin/rad -w .demo status REQ-001)")
+    print(f"\nDemo workspace: {DEMO_DIR} (try: .venv/bin/rad -w .demo status REQ-001, then .venv/bin/rad -w .demo report REQ-001)")
     return code
 
 

@@ -42,7 +42,7 @@ _SHORT_HELP = {
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0    the run ended normally (plan complete, or iteration bound reached)
+  0    the run ended normally (plan complete, iteration bound or budget reached)
   1    a task failed (fatal error or retries exhausted) or tasks were blocked
   2    bad usage or bad input (unknown plan, invalid manifest, cycle, missing key…)
   130  interrupted by SIGINT (Ctrl+C)
