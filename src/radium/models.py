@@ -167,10 +167,10 @@ class PlanTask(_Model):
     duration_ms: int | None = Field(**_OMIT_NONE)
     usage: TokenUsage | None = Field(**_OMIT_NONE)
     output_path: str | None = Field(**_OMIT_NONE)
+    rate_limit_wait_ms: int | None = Field(**_OMIT_NONE)
+    """Total time this task has waited on rate limits, over all runs."""
     cost_usd: float | None = Field(**_OMIT_NONE)
     """Tokens x price of the task's model (all attempts); absent when the price is unknown."""
-    rate_limit_wait_ms: int | None = Field(**_OMIT_NONE)
-    """Total time the task's attempts waited at the shared per-provider rate-limit gate."""
     attempt_log: list[AttemptRecord] = Field(**_OMIT_EMPTY)
     """Every attempt over all runs, oldest first (omitted while empty)."""
 
@@ -206,8 +206,8 @@ class PlanTask(_Model):
         self.duration_ms = None
         self.usage = None
         self.output_path = None
-        self.cost_usd = None
         self.rate_limit_wait_ms = None
+        self.cost_usd = None
         self.attempt_log = []
 
 

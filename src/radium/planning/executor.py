@@ -412,7 +412,9 @@ class PlanExecutor:
         if task.attempt_log:
             record = task.attempt_log[-1]
             record.wait_ms = round(wait.delay_ms)
-            record.wait_source = getattr(wait, "source", None) or ("retry-after" if wait.from_server else "backoff")
+            # A server-timed wait names its header (lower-cased: retry-after, x-ratelimit-reset-requests…).
+            header = getattr(wait, "source", None)
+            record.wait_source = header.lower() if header else "retry-after" if wait.from_server else "backoff"
 
     # ------------------------------------------------------------------ prices and budget
 
@@ -428,9 +430,7 @@ class PlanExecutor:
         return price_for(engine.name, engine.model, agent.price if agent is not None else None)
 
     def _settle_spend(self, task: PlanTask, usage: TokenUsage | None, state: "_RunState") -> None:
-        """Record the task's cost and gate waits, and add its spend to the run's."""
-        waits = [r.rate_limit_wait_ms for r in task.attempt_log if r.rate_limit_wait_ms]
-        task.rate_limit_wait_ms = sum(waits) if waits else None
+        """Record the task's cost, and add its tokens and cost to the run's spend."""
         price = self.price_for(task) if usage is not None else None
         task.cost_usd = price.cost_usd(usage.prompt_tokens, usage.completion_tokens) if price and usage else None
         if usage is not None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from radium.models import PlanTask
 
 OUTCOMES = {"ok": 0, "error": 1, "interrupted": 2}
-WAIT_SOURCES = {"backoff": 0, "retry-after": 1}
+WAIT_SOURCES = {"backoff": 0, "retry-after": 1, "retry-after-ms": 1}
 """Wait sources with their own colour; any other (provider reset headers…) is 2, "server-timed"."""
 
 
