@@ -134,3 +134,16 @@ def test_cost_budget_stops_cleanly_and_an_unpriced_agent_is_refused_before_the_r
     assert "All tasks completed" in done.stdout
     costs = [t["cost_usd"] for t in tasks_by_id(read_manifest(ws)).values()]
     assert all(c > 0 for c in costs)
+
+
+def test_running_tasks_finish_when_the_budget_is_reached(tmp_path: Path) -> None:
+    plan = manifest([task(f"I1.T{k}", description="mock-delay-ms: 50") for k in range(1, 5)], [task("I2.T1")])
+    ws = make_workspace(tmp_path / "ws", plan)
+    result = run_rad("craft", "REQ-001", "--parallel", "2", "--max-tokens", "1", "--json", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    stream = events(result.stdout)
+    assert [e["task_id"] for e in stream if e["event"] == "task_started"] == ["I1.T1", "I1.T2"]
+    assert sorted(e["task_id"] for e in stream if e["event"] == "task_completed") == ["I1.T1", "I1.T2"]
+    finished = stream[-1]
+    assert finished["outcome"] == "budget_reached" and finished["completed"] == 2 and finished["remaining"] == 3
+    assert not any(e["event"] == "iteration_started" and e["iteration_id"] == "I2" for e in stream)

@@ -175,3 +175,33 @@ def test_report_of_10000_tasks_stays_small_and_renders_lazily(tmp_path: Path) ->
     assert 10 < len(found.find("g", cls="row")) < 200, "the timeline must draw only the rows in view"
     assert len(found.find("g", cls="agg")) == 10
     assert len(found.find("details", cls="task")) == 200
+
+
+def test_idle_time_between_runs_is_folded_and_gate_and_header_waits_are_drawn(tmp_path: Path) -> None:
+    day1, day2 = "2026-03-01T10:00:", "2026-03-02T10:00:"
+    t1 = {**task("I1.T1"), "completed": True, "status": "completed", "attempts": 2, "attempt_log": [
+        {"attempt": 1, "started_at": day1 + "00.000+00:00", "ended_at": day1 + "01.000+00:00", "outcome": "error",
+         "category": "recoverable", "kind": "rate limit", "message": "429", "wait_ms": 2000,
+         "wait_source": "x-ratelimit-reset-requests"},
+        {"attempt": 2, "started_at": day1 + "03.000+00:00", "ended_at": day1 + "04.000+00:00", "outcome": "ok",
+         "rate_limit_wait_ms": 500},
+    ], "rate_limit_wait_ms": 2500}
+    t2 = {**task("I1.T2"), "completed": True, "status": "completed", "attempts": 1, "attempt_log": [
+        {"attempt": 1, "started_at": day2 + "00.000+00:00", "ended_at": day2 + "02.000+00:00", "outcome": "ok"}]}
+    ws = make_workspace(tmp_path / "ws")
+    folder = write_plan(ws, manifest([t1, t2, task("I1.T3")]))
+    made = run_rad("report", "REQ-001", cwd=ws)
+    assert made.returncode == 0, made.stderr
+    data = report_data(folder / "report.html")
+    assert [b["idle_ms"] for b in data["axis"]["breaks"]] == [86_396_000]
+    assert data["summary"]["busy_ms"] == 6000 and data["summary"]["idle_folded_ms"] == 86_396_000
+    assert data["summary"]["waits_ms"] == {"x-ratelimit-reset-requests": 2000}
+    assert data["summary"]["rate_limit_wait_ms"] == 500
+    first, second = data["tasks"][0]["log"], data["tasks"][1]["log"]
+    assert first[0][:2] == [0.0, 1000.0] and first[0][3] == 3000.0 and first[1][5] == 3500.0
+    assert 4000 < second[0][0] < 4000 + 1000, "a day of idle time must fold into a short break"
+    assert data["axis"]["length"] < 7000
+    found = Elements(dump_dom(folder / "report.html", tmp_path / "chrome"))
+    assert len(found.find("line", cls="break-line")) == 1
+    assert len(found.find("rect", cls="gate")) == 1 and len(found.find("rect", cls="server")) == 1
+    assert [r["data-task"] for r in found.find("g", cls="row")] == ["I1.T1", "I1.T2", "I1.T3"]
