@@ -103,6 +103,7 @@ def test_report_of_a_run_with_retries_rate_limit_failure_and_resume_renders_in_c
     assert len(found.find("rect", cls="attempt")) == 9
     assert len(found.find("rect", cls="error")) == 4 and len(found.find("rect", cls="ok")) == 5
     assert len(found.find("rect", cls="backoff")) == 1 and len(found.find("rect", cls="retry-after")) == 1
+    assert found.find("rect", cls="waiting"), "the activity strip shows the waits"
     # Graph: every task a node, every dependency an edge.
     assert sorted(n["data-task"] for n in found.find("g", cls="node")) == sorted(tasks)
     edges = {(e["data-from"], e["data-to"]) for e in found.find("path", cls="edge")}
