@@ -206,3 +206,16 @@ def test_idle_time_between_runs_is_folded_and_gate_and_header_waits_are_drawn(tm
     assert len(found.find("line", cls="break-line")) == 1
     assert len(found.find("rect", cls="gate")) == 1 and len(found.find("rect", cls="server")) == 1
     assert [r["data-task"] for r in found.find("g", cls="row")] == ["I1.T1", "I1.T2", "I1.T3"]
+
+
+def test_a_wait_cut_by_ctrl_c_is_recorded_as_waited(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1", description="mock-fail: rate_limit(30)")]))
+    process = popen_rad("craft", "REQ-001", cwd=ws)
+    wait_for_line(process, "Attempt 1: Error (rate limit) → Wait 30 seconds")
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 130
+    process.stdout.close()
+    process.stderr.close()
+    [record] = tasks_by_id(read_manifest(ws))["I1.T1"]["attempt_log"]
+    assert record["outcome"] == "error" and record["wait_source"] == "retry-after"
+    assert 0 <= record["wait_ms"] < 25_000, "the 30 s wait was cut by Ctrl+C and must not be drawn whole"

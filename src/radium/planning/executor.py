@@ -38,6 +38,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -405,6 +406,15 @@ class PlanExecutor:
         )
         task.attempt_log.append(record)
         return record
+
+    def _record_interruption(self, task: PlanTask) -> None:
+        """On cancellation: the attempt in flight is ``interrupted``; a wait in progress is cut short."""
+        if self._record_attempt(task, interrupted=True) is None and task.attempt_log:
+            last = task.attempt_log[-1]
+            if last.wait_ms:
+                ended = datetime.fromisoformat(last.ended_at)
+                waited = (datetime.now(timezone.utc) - ended).total_seconds() * 1000
+                last.wait_ms = max(0, min(last.wait_ms, round(waited)))
 
     @staticmethod
     def _record_wait(task: PlanTask, wait: Wait) -> None:
@@ -1041,7 +1051,7 @@ class PlanExecutor:
             runner.cancel()
         for _, task in manifest.tasks():
             if task.status is TaskStatus.IN_PROGRESS:
-                self._record_attempt(task, interrupted=True)
+                self._record_interruption(task)
                 task.set_status(TaskStatus.PENDING)
                 task.started_at = None
                 state.interrupted.append(task.id)
