@@ -21,7 +21,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 STAMP = VENV / ".radium-install-stamp"
-DEMO_DIR = ROOT / ".demo"
+DEMO_DIR = Path(os.environ.get("DEV_DEMO_DIR") or ROOT / ".demo")  # tests use their own, so two suites can run at once
 
 
 def ensure_venv() -> None:
@@ -59,7 +59,11 @@ def demo() -> int:
             return code
     print(flush=True)
     code = rad("-w", str(DEMO_DIR), "craft", "REQ-001")
-    print(f"\nDemo workspace: {DEMO_DIR} (try: .venv/bin/rad -w .demo status REQ-001)")
+    shown = os.path.relpath(DEMO_DIR, ROOT) if DEMO_DIR.is_relative_to(ROOT) else str(DEMO_DIR)
+    print(
+        f"\nDemo workspace: {DEMO_DIR} (try: .venv/bin/rad -w {shown} status REQ-001, "
+        f"then .venv/bin/rad -w {shown} report REQ-001)"
+    )
     return code
 
 

@@ -7,6 +7,7 @@ in CI, it already exists), copies examples/demo to .demo/, creates the plan with
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_readme_demo_command(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "dev.py"), "demo"], cwd=ROOT, capture_output=True, text=True, timeout=600
+        [sys.executable, str(ROOT / "dev.py"), "demo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        # The same command, in this test's own directory: two test runs at once must not share .demo/.
+        env={**os.environ, "DEV_DEMO_DIR": str(tmp_path / "demo")},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout

@@ -129,7 +129,7 @@ def test_retry_after_above_the_ceiling_fails_without_waiting() -> None:
     engine = create_engine(EngineSettings(engine="mock"))
     result = asyncio.run(executor.execute_task_with_retry(data.iterations[0].tasks[0], engine))
     assert not result.success and slept == []
-    assert "asked to wait 900 seconds (Retry-After), more than the 300 s allowed" in str(result.error)
+    assert "asked to wait 900 seconds (retry-after), more than the 300 s allowed" in str(result.error)
     assert result.error.category is ErrorCategory.FATAL
 
 

@@ -12,6 +12,7 @@
     # optional: base_url, api_key_env, temperature, max_tokens, timeout_s,
     #           max_retries, base_delay_ms, max_delay_ms, command = ["claude", "-p"],
     #           fatal_exit_codes = [2], retry_exit_codes = [75]   (command engine)
+    #           price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }   # USD per million tokens
 
 Discovery is deterministic: ``<workspace>/agents/``, then
 ``<workspace>/.radium/agents/``, then ``~/.radium/agents/``, each searched
@@ -38,6 +39,15 @@ from radium.workspace import Workspace, load_toml
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
+class AgentPrice(BaseModel):
+    """``price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }``: USD per million tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_mtok: float = Field(ge=0)
+    output_per_mtok: float = Field(ge=0)
+
+
 class AgentConfig(BaseModel):
     """The ``[agent]`` table of an agent file."""
 
@@ -60,6 +70,8 @@ class AgentConfig(BaseModel):
     command: tuple[str, ...] | None = None
     fatal_exit_codes: tuple[int, ...] = ()
     retry_exit_codes: tuple[int, ...] = ()
+    price: AgentPrice | None = None
+    """Overrides the price database (self-hosted or unlisted models); see radium.reporting.pricing."""
     # Set by discovery, not read from the file.
     source: Path = Field(default=Path("."), exclude=True)
     prompt_file: Path = Field(default=Path("."), exclude=True)

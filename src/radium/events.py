@@ -16,18 +16,19 @@ task_started        task_id, title, iteration_id, iteration_number, agent_id,
 attempt_failed      task_id, attempt (1-based), category, kind, message,
                     delay_ms, retry_index, line (the human retry line)
 task_completed      task_id, attempts, duration_ms, prompt_tokens,
-                    completion_tokens, output_path, completed_tasks,
-                    total_tasks, percent
+                    completion_tokens, output_path, cost_usd (null: price
+                    unknown), completed_tasks, total_tasks, percent
 task_failed         task_id, attempts, category, kind, message
 task_blocked        task_id, reason (``Dependency task not completed: I1.T1``)
 task_planned        (dry run) task_id, title, iteration_id, agent_id, engine,
                     model, order
 run_finished        outcome, exit_code, message, completed, failed, blocked,
                     remaining, total, retries, prompt_tokens,
-                    completion_tokens, wall_ms, next_command, interrupted_tasks
+                    completion_tokens, wall_ms, next_command, interrupted_tasks,
+                    cost_usd, unpriced_tasks, budget
 ==================  ===========================================================
 
-``outcome`` is one of ``completed``, ``bound_reached``, ``sanity_limit``,
+``outcome`` is one of ``completed``, ``bound_reached``, ``sanity_limit``, ``budget_reached``,
 ``failed``, ``blocked``, ``interrupted``, ``dry_run``, ``filtered`` (a
 ``--task``/``--iteration`` run that finished its selection).
 """

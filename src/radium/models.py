@@ -31,6 +31,11 @@ def utc_now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def utc_now_iso_ms() -> str:
+    """Current time as an ISO 8601 UTC timestamp with millisecond precision."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 class _Model(BaseModel):
     """Base for manifest objects: unknown keys are preserved, assignment is unchecked.
 
@@ -115,6 +120,33 @@ class TokenUsage(_Model):
         return self.prompt_tokens + self.completion_tokens
 
 
+class AttemptRecord(_Model):
+    """One attempt of a task, kept in the checkpoint (``PlanTask.attempt_log``).
+
+    ``attempt`` counts over all runs (1-based). ``started_at``/``ended_at`` are
+    ISO 8601 UTC with milliseconds; ``started_at`` is when the attempt began,
+    including any time it spent at the shared per-provider rate-limit gate
+    (``rate_limit_wait_ms``, the first part of the attempt). ``outcome`` is
+    ``ok``, ``error`` or ``interrupted`` (the run was cancelled mid-attempt).
+    ``wait_ms``/``wait_source`` describe the wait *after* this attempt, before
+    the next one (``backoff``, ``retry-after``, ``x-ratelimit-reset-requests``…).
+    """
+
+    attempt: int
+    started_at: str
+    ended_at: str
+    outcome: str
+    category: str | None = Field(**_OMIT_NONE)
+    kind: str | None = Field(**_OMIT_NONE)
+    message: str | None = Field(**_OMIT_NONE)
+    wait_ms: int | None = Field(**_OMIT_NONE)
+    wait_source: str | None = Field(**_OMIT_NONE)
+    rate_limit_wait_ms: int | None = Field(**_OMIT_NONE)
+
+
+_OMIT_EMPTY: Any = {"default_factory": list, "exclude_if": lambda value: not value}
+
+
 class PlanTask(_Model):
     """One task: an agent applied to a piece of work, possibly after other tasks."""
 
@@ -137,6 +169,10 @@ class PlanTask(_Model):
     output_path: str | None = Field(**_OMIT_NONE)
     rate_limit_wait_ms: int | None = Field(**_OMIT_NONE)
     """Total time this task has waited on rate limits, over all runs."""
+    cost_usd: float | None = Field(**_OMIT_NONE)
+    """Tokens x price of the task's model (all attempts); absent when the price is unknown."""
+    attempt_log: list[AttemptRecord] = Field(**_OMIT_EMPTY)
+    """Every attempt over all runs, oldest first (omitted while empty)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -171,6 +207,8 @@ class PlanTask(_Model):
         self.usage = None
         self.output_path = None
         self.rate_limit_wait_ms = None
+        self.cost_usd = None
+        self.attempt_log = []
 
 
 class Iteration(_Model):

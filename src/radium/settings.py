@@ -19,6 +19,7 @@ from radium.errors import InvalidDataError
 
 if TYPE_CHECKING:
     from radium.ratelimit import Pacing
+    from radium.reporting.budget import Budget
     from radium.retry import RetryPolicy
 
 
@@ -43,6 +44,16 @@ class ExecutionSettings(BaseModel):
     context_files: list[str] = Field(default_factory=list)
     engine: str | None = None
     model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost_usd: float | None = Field(None, gt=0)
+
+    def budget(self) -> "Budget | None":
+        """The run's budget, or None when neither limit is set."""
+        if self.max_tokens is None and self.max_cost_usd is None:
+            return None
+        from radium.reporting.budget import Budget
+
+        return Budget(max_tokens=self.max_tokens, max_cost_usd=self.max_cost_usd)
 
     def retry_policy(self) -> "RetryPolicy":
         """The run's retry policy from these settings."""

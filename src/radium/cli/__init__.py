@@ -28,6 +28,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("radium.cli.status_cmd", "status"),
     "validate": ("radium.cli.validate_cmd", "validate"),
     "agents": ("radium.cli.agents_cmd", "agents"),
+    "report": ("radium.cli.report_cmd", "report"),
 }
 _SHORT_HELP = {
     "init": "Create a workspace (.radium/); idempotent.",
@@ -36,11 +37,12 @@ _SHORT_HELP = {
     "status": "Show the progress of one plan, or of all plans.",
     "validate": "Check a plan without running it.",
     "agents": "List discovered agents and where each came from.",
+    "report": "Write a self-contained HTML report: timeline, graph, cost.",
 }
 
 EXIT_CODES_HELP = """\b
 Exit codes:
-  0    the run ended normally (plan complete, or iteration bound reached)
+  0    the run ended normally (plan complete, iteration bound or budget reached)
   1    a task failed (fatal error or retries exhausted) or tasks were blocked
   2    bad usage or bad input (unknown plan, invalid manifest, cycle, missing key…)
   130  interrupted by SIGINT (Ctrl+C)

@@ -57,6 +57,13 @@ _SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM
 @click.option("--keep-going", is_flag=True, default=None, help="After a failure, run the tasks not depending on it.")
 @click.option("--engine", metavar="E", help="Override every agent's engine for this run.")
 @click.option("--model", metavar="M", help="Override every agent's model for this run.")
+@click.option("--max-tokens", type=int, metavar="N", help="Budget: start no new task once this run used N tokens.")
+@click.option(
+    "--max-cost-usd",
+    type=float,
+    metavar="X",
+    help="Budget: start no new task once this run cost X USD (every agent needs a known price).",
+)
 @click.pass_obj
 def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_run, show_prompts, json_output, **flags):
     """Execute PLAN: dependency order, retries, a checkpoint after every task.
@@ -106,6 +113,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         state_path=ref.manifest_path,
         shared_rate_limits=settings.shared_rate_limits,
         rate_limit_pacing=pacing,
+        budget=settings.budget(),
     )
     renderer = JsonRenderer() if json_output else HumanRenderer()
     store = ref.store()

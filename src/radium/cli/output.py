@@ -18,6 +18,7 @@ import click
 from radium.events import Event
 from radium.planning.executor import format_elapsed
 from radium.retry import format_compact
+from radium.reporting.pricing import format_cost
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -140,6 +141,8 @@ class HumanRenderer:
             details.append(f"{format_compact(e['rate_limit_wait_ms'] / 1000)} waiting on rate limits")
         if e.get("prompt_tokens") is not None:
             details.append(f"{e['prompt_tokens'] + (e.get('completion_tokens') or 0):,} tokens")
+            cost = e.get("cost_usd")
+            details.append(format_cost(cost) if cost is not None else "cost unknown")
         self._print(f"    ✓ {e['task_id']} completed ({', '.join(details)})", "green")
         self._print(f"• Progress: {e['percent']}%")
         if self._progress is not None:
@@ -164,7 +167,7 @@ class HumanRenderer:
             self._print(e["message"], style)
         else:
             self._print(f"→ {e['message']}", style)
-            if outcome in ("bound_reached", "sanity_limit"):
+            if outcome in ("bound_reached", "sanity_limit", "budget_reached"):
                 self._print("Progress saved to plan_manifest.json")
         self._print("")
         self._print("Summary", "bold")
@@ -174,7 +177,8 @@ class HumanRenderer:
         )
         tokens = f"{e['prompt_tokens']:,} prompt / {e['completion_tokens']:,} completion"
         self._print(
-            f"  Retries: {e['retries']} · Tokens: {tokens} · Wall time: {format_elapsed(e['wall_ms'] / 1000)}"
+            f"  Retries: {e['retries']} · Tokens: {tokens} · Cost: {run_cost_text(e.get('cost_usd'), len(e.get('unpriced_tasks') or []), e['prompt_tokens'] + e['completion_tokens'])}"
+            f" · Wall time: {format_elapsed(e['wall_ms'] / 1000)}"
         )
         if e.get("rate_limit_wait_ms") or e.get("rate_limited_requests"):
             self._print(
@@ -195,6 +199,14 @@ class HumanRenderer:
             self._print(f"  Returned to pending: {', '.join(e['interrupted_tasks'])}")
         if e.get("next_command"):
             self._print(f"  Next: {e['next_command']}")
+
+
+def run_cost_text(cost_usd: float | None, unpriced: int, tokens: int) -> str:
+    """``$0.0123``, ``unknown`` or ``$0.0123 + unknown (2 unpriced tasks)``: never a false 0."""
+    if cost_usd is None:
+        return "unknown" if unpriced or tokens else format_cost(0)
+    text = format_cost(cost_usd)
+    return f"{text} + unknown ({unpriced} unpriced task{'s' if unpriced != 1 else ''})" if unpriced else text
 
 
 def warn(message: str) -> None:

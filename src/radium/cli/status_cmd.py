@@ -87,6 +87,10 @@ def _plan_status(label, ref, manifest) -> dict:
         "prompt_tokens": sum(t.usage.prompt_tokens for t in tasks if t.usage),
         "completion_tokens": sum(t.usage.completion_tokens for t in tasks if t.usage),
         "rate_limit_wait_ms": sum(t.rate_limit_wait_ms or 0 for t in tasks),
+        # Sum of the tasks with a known cost; null when none has one. Tasks that used
+        # tokens without a known price are counted in unpriced_tasks (cost unknown, not 0).
+        "cost_usd": round(sum(costs), 10) if (costs := [t.cost_usd for t in tasks if t.cost_usd is not None]) else None,
+        "unpriced_tasks": sum(1 for t in tasks if t.cost_usd is None and t.usage is not None),
         "next_command": next_command,
         "iterations": [
             {
@@ -105,6 +109,7 @@ def _plan_status(label, ref, manifest) -> dict:
                         "duration_ms": t.duration_ms,
                         "tokens": t.usage.total_tokens if t.usage else None,
                         "rate_limit_wait_ms": t.rate_limit_wait_ms,
+                        "cost_usd": t.cost_usd,
                         "last_error": t.last_error.model_dump() if t.last_error else None,
                     }
                     for t in it.tasks
@@ -122,15 +127,19 @@ def _print_plan(console, data, manifest) -> None:
     from rich.table import Table
 
     from radium.retry import format_compact
+    from radium.cli.output import run_cost_text
+    from radium.reporting.pricing import format_cost
 
     console.print(f"[bold]{data['requirement_id']} · {data['project']}[/bold]  ({data['path']})")
     console.print(
         f"Status: {data['status']} · {data['completed']}/{data['total']} tasks ({data['percent']}%) · "
-        f"tokens {data['prompt_tokens']:,} prompt / {data['completion_tokens']:,} completion"
-        + (f" · {format_compact(data['rate_limit_wait_ms'] / 1000)} waiting on rate limits" if data["rate_limit_wait_ms"] else "")
+        f"tokens {data['prompt_tokens']:,} prompt / {data['completion_tokens']:,} completion · "
+        f"cost {run_cost_text(data['cost_usd'], data['unpriced_tasks'], data['prompt_tokens'] + data['completion_tokens'])}"
+        + (f" · {format_compact(data['rate_limit_wait_ms'] / 1000)} waiting on rate limits" if data["rate_limit_wait_ms"] else ""),
+        markup=False,
     )
     table = Table(show_lines=False)
-    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Rate-limit wait", "Tokens", "Last error"):
+    for column in ("Task", "Title", "Agent", "Status", "Attempts", "Duration", "Rate-limit wait", "Tokens", "Cost", "Last error"):
         table.add_column(column, overflow="fold")
     for iteration in data["iterations"]:
         table.add_row(
@@ -156,6 +165,7 @@ def _print_plan(console, data, manifest) -> None:
                 f"{task['duration_ms'] / 1000:.1f}s" if task["duration_ms"] is not None else "",
                 format_compact(task["rate_limit_wait_ms"] / 1000) if task["rate_limit_wait_ms"] else "",
                 f"{task['tokens']:,}" if task["tokens"] is not None else "",
+                format_cost(task["cost_usd"]) if task["tokens"] is not None else "",
                 f"{error['category']}: {error['message']}" if error else "",
             )
     console.print(table)

@@ -97,7 +97,7 @@ def _status(arg: str | None, default: int) -> int:
 
 _RAISERS = {
     "rate_limit": lambda a: errors.RateLimitError(
-        "mock: 429 Too Many Requests", retry_after=float(a) if a else None, retry_after_source="Retry-After"
+        "mock: 429 Too Many Requests", retry_after=float(a) if a else None, retry_after_source="retry-after"
     ),
     "server_error": lambda a: errors.ServerError(
         f"mock: HTTP {_status(a, 503)} server error", status=_status(a, 503)

@@ -38,6 +38,7 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -59,7 +60,17 @@ from radium.errors import (
 )
 from radium.errors import RadiumError as ExecutionError
 from radium.events import Event, EventSink, discard
-from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
+from radium.models import (
+    AttemptRecord,
+    Iteration,
+    PlanManifest,
+    PlanTask,
+    TaskErrorRecord,
+    TaskStatus,
+    TokenUsage,
+    utc_now_iso,
+    utc_now_iso_ms,
+)
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
 from radium.ratelimit import GateWaitTooLong, Pacing, RateLimiters, RateLimitSnapshot, ServerWait
 from radium.retry import RetryPolicy, RetryState, ServerHint, Wait, format_compact, retry_call
@@ -67,6 +78,8 @@ from radium.store import ManifestSerializer, PlanStore, load_manifest
 
 if TYPE_CHECKING:
     from radium.agents import AgentConfig, AgentRegistry
+    from radium.reporting.budget import Budget
+    from radium.reporting.pricing import Price
 
 __all__ = [
     "CONTINUOUS_SANITY_LIMIT",
@@ -148,6 +161,8 @@ class ExecutionConfig:
     """One limiter per provider shared by all tasks (``False``: each task honours only its own waits)."""
     rate_limit_pacing: dict[str, Pacing] = field(default_factory=dict)
     """Client-side ``rpm``/``tpm`` per engine name or base URL (``[rate_limits.<name>]``)."""
+    budget: "Budget | None" = None
+    """Token/USD limits of this run's spend (``--max-tokens``, ``--max-cost-usd``)."""
 
 
 @dataclass
@@ -191,6 +206,12 @@ class RunResult:
     failures: list[tuple[str, RadiumError]] = field(default_factory=list)
     blocked_reasons: dict[str, str] = field(default_factory=dict)
     interrupted_tasks: list[str] = field(default_factory=list)
+    cost_usd: float | None = None
+    """Cost of this run's priced tasks; None when no task of the run had a known price."""
+    unpriced_tasks: list[str] = field(default_factory=list)
+    """Tasks of this run whose cost is unknown (no price for their model, or no usage reported)."""
+    budget: str | None = None
+    """Why the budget stopped the run (``tokens 1,204 of max 1,000``), if it did."""
 
 
 class PlanExecutor:
@@ -247,6 +268,8 @@ class PlanExecutor:
         self._changed_tasks: dict[str, PlanTask] = {}
         self._prompts: dict[str, str] = {}
         """Prompts of the running tasks, rendered once at start and reused by every attempt."""
+        self._open_attempts: dict[str, tuple[str, int]] = {}
+        """Task id -> (start time, attempts before it) of the attempt in flight (see _record_attempt)."""
         self.retries = 0
         self.interrupt_exit_code = int(ExitCode.SIGINT)
         """Exit code reported when the run is cancelled (the CLI sets 143 for SIGTERM)."""
@@ -383,12 +406,14 @@ class PlanExecutor:
                     hint="raise --max-rate-limit-wait-s, lower --parallel, or resume later with `rad craft --resume`",
                 ) from None
             spent.rate_limit_wait_s += ticket.waited_s
+            self._begin_attempt(task, gate_wait_ms=round(ticket.waited_s * 1000))
             try:
                 result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
             finally:
                 limiter.release(ticket)
             task.attempts += 1  # the manifest keeps the total over all runs
             made += 1
+            self._record_attempt(task, result.error)
             if result.usage:
                 usage.prompt_tokens += result.usage.prompt_tokens
                 usage.completion_tokens += result.usage.completion_tokens
@@ -410,6 +435,7 @@ class PlanExecutor:
                 line = f"{task.id} Attempt {index + 1}: Error ({error.kind}) → {wait.explain()}"
             else:
                 line = f"{task.id} rate limited by {provider}: waiting {format_compact(wait.seconds)} ({wait.source})"
+            self._record_wait(task, wait)
             self.emit(
                 Event(
                     "attempt_failed",
@@ -438,6 +464,107 @@ class PlanExecutor:
         result.usage = usage if usage.total_tokens else None
         result.rate_limit_wait_ms = round(spent.rate_limit_wait_s * 1000)
         return result
+
+    # ------------------------------------------------------------------ attempt history
+
+    def _begin_attempt(self, task: PlanTask, gate_wait_ms: int = 0) -> None:
+        """An attempt is sent now, after waiting ``gate_wait_ms`` at its provider's gate."""
+        self._open_attempts[task.id] = (utc_now_iso_ms(), task.attempts, gate_wait_ms)
+
+    def _record_attempt(
+        self, task: PlanTask, error: RadiumError | None = None, *, interrupted: bool = False
+    ) -> AttemptRecord | None:
+        """Append the attempt that just ended to ``task.attempt_log`` (saved with the next checkpoint).
+
+        Called where an attempt ends: after ``execute_task`` returns (``error``
+        None means success), when the engine cannot even be created, and for
+        in-flight attempts when the run is cancelled (``interrupted``). The
+        attempt number counts over all runs. Returns None if no attempt is open.
+        """
+        opened = self._open_attempts.pop(task.id, None)
+        if opened is None:
+            return None
+        started_at, attempts_before, gate_wait_ms = opened
+        last = task.attempt_log[-1].attempt if task.attempt_log else 0
+        record = AttemptRecord(
+            attempt=max(attempts_before, last) + 1,
+            started_at=started_at,
+            ended_at=utc_now_iso_ms(),
+            outcome="interrupted" if interrupted else "error" if error is not None else "ok",
+            category=error.category.value if error is not None else None,
+            kind=error.kind if error is not None else None,
+            message=str(error) if error is not None else None,
+            rate_limit_wait_ms=gate_wait_ms or None,
+        )
+        task.attempt_log.append(record)
+        return record
+
+    def _record_interruption(self, task: PlanTask) -> None:
+        """On cancellation: the attempt in flight is ``interrupted``; a wait in progress is cut short."""
+        if self._record_attempt(task, interrupted=True) is None and task.attempt_log:
+            last = task.attempt_log[-1]
+            if last.wait_ms:
+                ended = datetime.fromisoformat(last.ended_at)
+                waited = (datetime.now(timezone.utc) - ended).total_seconds() * 1000
+                last.wait_ms = max(0, min(last.wait_ms, round(waited)))
+
+    @staticmethod
+    def _record_wait(task: PlanTask, wait: Wait) -> None:
+        """Note on the last attempt the wait before the next one, and where it came from."""
+        if task.attempt_log:
+            record = task.attempt_log[-1]
+            record.wait_ms = round(wait.delay_ms)
+            # A server-timed wait names its header (retry-after, x-ratelimit-reset-requests, RetryInfo…).
+            record.wait_source = wait.source or "backoff"
+
+    # ------------------------------------------------------------------ prices and budget
+
+    def price_for(self, task: PlanTask) -> "Price | None":
+        """The price of ``task``'s calls: its agent's ``price``, else the price database, else None."""
+        from radium.reporting.pricing import price_for
+
+        try:
+            engine = self.engine_for(task)
+        except RadiumError:
+            return None
+        agent = self.agent_for(task)
+        return price_for(engine.name, engine.model, agent.price if agent is not None else None)
+
+    def _settle_spend(self, task: PlanTask, usage: TokenUsage | None, state: "_RunState") -> None:
+        """Record the task's cost, and add its tokens and cost to the run's spend."""
+        price = self.price_for(task) if usage is not None else None
+        task.cost_usd = price.cost_usd(usage.prompt_tokens, usage.completion_tokens) if price and usage else None
+        if usage is not None:
+            state.prompt_tokens += usage.prompt_tokens
+            state.completion_tokens += usage.completion_tokens
+        if task.cost_usd is None:
+            if usage is not None:  # tokens were spent and cannot be priced
+                state.unpriced.append(task.id)
+        else:
+            state.cost_usd += task.cost_usd
+            state.priced += 1
+
+    def _budget_reached(self, state: "_RunState") -> bool:
+        """The scheduler's one budget seam: may no new task start? (Sticky once reached.)"""
+        budget = self.config.budget
+        if budget is not None and state.budget_hit is None:
+            state.budget_hit = budget.reached(state.prompt_tokens + state.completion_tokens, state.cost_usd)
+        return state.budget_hit is not None
+
+    def _require_prices(self, tasks: list[PlanTask]) -> None:
+        """A USD budget needs a price for every agent about to run (else exit 2, naming it)."""
+        from radium.errors import MissingConfigurationError
+
+        for task in tasks:
+            if self.price_for(task) is None:
+                engine = self.engine_for(task)
+                agent = self.agent_for(task)
+                where = f" in {agent.source}" if agent is not None else ""
+                raise MissingConfigurationError(
+                    f"--max-cost-usd: agent {task.agent_id or '(none)'} ({engine.name}/{engine.model}) has no known price",
+                    hint=f"add price = {{ input_per_mtok = ..., output_per_mtok = ... }} under [agent]{where}, "
+                    "or use --max-tokens",
+                )
 
     # ------------------------------------------------------------------ prompts and engines
 
@@ -623,6 +750,9 @@ class PlanExecutor:
                         self._templates[agent.id] = agent.read_prompt()
                 self.policy_for(task)
                 self.engine_for(task)
+        budget = config.budget
+        if budget is not None and budget.max_cost_usd is not None:
+            self._require_prices([task for _, tasks in selected for task in tasks])
         return selected
 
     def _scope(self, manifest: PlanManifest) -> set[str]:
@@ -736,6 +866,9 @@ class PlanExecutor:
                 pending = [t for t in tasks if not t.completed and t.status is not TaskStatus.BLOCKED]
                 if not pending:
                     continue
+                if self._budget_reached(state):
+                    outcome = "budget_reached"
+                    break
                 if executed >= mode.limit:
                     outcome = "sanity_limit" if mode.is_continuous else "bound_reached"
                     break
@@ -755,6 +888,9 @@ class PlanExecutor:
                 await self._run_iteration(iteration, pending, state)
                 if state.failures and not self.config.keep_going:
                     outcome = "failed"
+                    break
+                if state.budget_hit is not None:
+                    outcome = "budget_reached"
                     break
             await self._checkpoint(manifest, final=True)
         except asyncio.CancelledError:
@@ -780,7 +916,7 @@ class PlanExecutor:
         finally:
             await self.aclose()
         # A failure decides the exit code even when the bound was reached too (--keep-going).
-        bound_hit = outcome in ("bound_reached", "sanity_limit")
+        bound_hit = outcome in ("bound_reached", "sanity_limit", "budget_reached")
         if state.failures:
             outcome = "failed"
         elif state.blocked and not bound_hit:
@@ -817,7 +953,7 @@ class PlanExecutor:
         running: dict[asyncio.Task[TaskResult], PlanTask] = {}
         state.running = running  # read by the cancellation handler in run()
         while True:
-            stop_new = bool(state.failures) and not self.config.keep_going
+            stop_new = (bool(state.failures) and not self.config.keep_going) or self._budget_reached(state)
             while ready and len(running) < max(1, self.config.parallel) and not stop_new:
                 _, task_id = heapq.heappop(ready)
                 task = self._index[task_id][1]
@@ -851,7 +987,9 @@ class PlanExecutor:
         try:
             engine = self.engine_for(task)
         except RadiumError as exc:
+            self._begin_attempt(task)
             task.attempts += 1
+            self._record_attempt(task, exc)
             return TaskResult(task.id, False, error=exc, attempts=1)
         try:
             return await self.execute_task_with_retry(task, engine)
@@ -908,7 +1046,8 @@ class PlanExecutor:
         completed, total = state.counts
         completed += 1
         state.counts = (completed, total)
-        self._account(task, result, state)
+        self._settle_spend(task, result.usage, state)
+        self._account_waits(task, result, state)
         await self._checkpoint(state.manifest)
         self.emit(
             Event(
@@ -922,6 +1061,7 @@ class PlanExecutor:
                     "completion_tokens": result.usage.completion_tokens if result.usage else None,
                     "rate_limit_wait_ms": result.rate_limit_wait_ms,
                     "output_path": task.output_path,
+                    "cost_usd": task.cost_usd,
                     "completed_tasks": completed,
                     "total_tasks": total,
                     "percent": math.floor(completed * 100 / total) if total else 0,
@@ -937,7 +1077,8 @@ class PlanExecutor:
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = TaskErrorRecord(category=error.category.value, message=str(error), kind=error.kind)
-        self._account(task, result, state)
+        self._settle_spend(task, result.usage, state)
+        self._account_waits(task, result, state)
         state.failures.append((task.id, error))
         self.emit(
             Event(
@@ -956,11 +1097,8 @@ class PlanExecutor:
         await self._checkpoint(state.manifest)
 
     @staticmethod
-    def _account(task: PlanTask, result: TaskResult, state: "_RunState") -> None:
-        """Add a finished task's tokens and rate-limit waits to the run (and the task's total)."""
-        if result.usage:
-            state.prompt_tokens += result.usage.prompt_tokens
-            state.completion_tokens += result.usage.completion_tokens
+    def _account_waits(task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+        """Add a finished task's rate-limit waits to the run (and to the task's total)."""
         if result.rate_limit_wait_ms:
             state.rate_limit_wait_ms += result.rate_limit_wait_ms
             task.rate_limit_wait_ms = (task.rate_limit_wait_ms or 0) + result.rate_limit_wait_ms
@@ -1030,6 +1168,7 @@ class PlanExecutor:
             runner.cancel()
         for _, task in manifest.tasks():
             if task.status is TaskStatus.IN_PROGRESS:
+                self._record_interruption(task)
                 task.set_status(TaskStatus.PENDING)
                 task.started_at = None
                 state.interrupted.append(task.id)
@@ -1048,6 +1187,8 @@ class PlanExecutor:
         limit = self.config.run_mode.limit
         if outcome == "completed" and remaining:
             outcome = "filtered"
+        if outcome == "budget_reached" and not remaining:
+            outcome = "completed"  # the budget ran out with the last task: nothing was held back
         messages = {
             "completed": "All tasks completed. Execution finished.",
             "bound_reached": f"Reached maximum iterations ({limit}). Stopping execution.",
@@ -1056,6 +1197,7 @@ class PlanExecutor:
             "blocked": "Execution finished with blocked tasks.",
             "interrupted": "Execution aborted by user. Progress saved to plan_manifest.json",
             "filtered": "Selected tasks finished.",
+            "budget_reached": f"Budget reached ({state.budget_hit}). Stopping execution.",
         }
         exit_codes = {
             "failed": ExitCode.TASK_FAILED,
@@ -1087,6 +1229,9 @@ class PlanExecutor:
             failures=list(state.failures),
             blocked_reasons=dict(state.blocked),
             interrupted_tasks=list(state.interrupted),
+            cost_usd=round(state.cost_usd, 10) if state.priced else None,
+            unpriced_tasks=list(state.unpriced),
+            budget=state.budget_hit,
         )
 
     @staticmethod
@@ -1108,6 +1253,9 @@ class PlanExecutor:
             "rate_limited_requests": result.rate_limited_requests,
             "next_command": result.next_command,
             "interrupted_tasks": result.interrupted_tasks,
+            "cost_usd": result.cost_usd,
+            "unpriced_tasks": result.unpriced_tasks,
+            "budget": result.budget,
             "failures": [
                 {"task_id": task_id, "category": e.category.value, "kind": e.kind, "message": str(e)}
                 for task_id, e in result.failures
@@ -1132,6 +1280,12 @@ class _RunState:
     interrupted: list[str] = field(default_factory=list)
     running: dict = field(default_factory=dict)
     dependents: dict[str, list[str]] | None = None
+    cost_usd: float = 0.0
+    """Cost of this run's tasks with a known price."""
+    priced: int = 0
+    unpriced: list[str] = field(default_factory=list)
+    budget_hit: str | None = None
+    """Set (sticky) once the budget stops new tasks: what was reached."""
 
 
 def _unmet_dependency(
