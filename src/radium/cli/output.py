@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from radium.events import Event
-from radium.planning.executor import format_elapsed
+from radium.planning.run_types import format_elapsed
 from radium.retry import format_compact
 from radium.reporting.pricing import format_cost
 

@@ -33,12 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable
 
@@ -48,37 +45,38 @@ from radium.errors import (
     AgentNotFoundError,
     DependencyNotMetError,
     ErrorCategory,
-    InvalidDataError,
     ExitCode,
+    InvalidDataError,
     ModelExecutionError,
     ModelTimeoutError,
     PlanValidationError,
     RadiumError,
-    RateLimitError,
-    RateLimitWaitExceededError,
     redact,
 )
 from radium.errors import RadiumError as ExecutionError
 from radium.events import Event, EventSink, discard
-from radium.models import (
-    AttemptRecord,
-    Iteration,
-    PlanManifest,
-    PlanTask,
-    TaskErrorRecord,
-    TaskStatus,
-    TokenUsage,
-    utc_now_iso,
-    utc_now_iso_ms,
+from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
+from radium.planning.attempts import AttemptRunner
+from radium.planning.checkpoints import Checkpointer
+from radium.planning.outcome import finish, result_fields
+from radium.planning.run_types import (
+    CONTINUOUS_SANITY_LIMIT,
+    ExecutionConfig,
+    RunMode,
+    RunResult,
+    RunState,
+    TaskResult,
+    format_elapsed,
 )
+from radium.planning.schedule import DependencyOrder, unmet_dependency
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
-from radium.ratelimit import GateWaitTooLong, Pacing, RateLimiters, RateLimitSnapshot, ServerWait
-from radium.retry import RetryPolicy, RetryState, ServerHint, Wait, format_compact, retry_call
-from radium.store import ManifestSerializer, PlanStore, load_manifest
+from radium.ratelimit import RateLimiters
+from radium.reporting.budget import Spend
+from radium.retry import RetryPolicy
+from radium.store import PlanStore, load_manifest
 
 if TYPE_CHECKING:
     from radium.agents import AgentConfig, AgentRegistry
-    from radium.reporting.budget import Budget
     from radium.reporting.pricing import Price
 
 __all__ = [
@@ -90,129 +88,8 @@ __all__ = [
     "RunMode",
     "RunResult",
     "TaskResult",
+    "format_elapsed",
 ]
-
-CONTINUOUS_SANITY_LIMIT = 1000
-"""Continuous mode stops after this many iterations in one run."""
-
-
-@dataclass(frozen=True)
-class RunMode:
-    """Bounded (at most ``max_iterations`` iterations per run) or continuous (``None``)."""
-
-    max_iterations: int | None = 5
-
-    @classmethod
-    def bounded(cls, iterations: int = 5) -> "RunMode":
-        if iterations < 1:
-            raise ValueError("iterations must be at least 1")
-        return cls(iterations)
-
-    @classmethod
-    def continuous(cls) -> "RunMode":
-        return cls(None)
-
-    @property
-    def is_continuous(self) -> bool:
-        return self.max_iterations is None
-
-    @property
-    def limit(self) -> int:
-        return CONTINUOUS_SANITY_LIMIT if self.max_iterations is None else self.max_iterations
-
-
-@dataclass
-class ExecutionConfig:
-    """How a run behaves. The first six fields and their defaults are the seed's."""
-
-    resume: bool = False
-    """Say where the run resumes (completed tasks are skipped either way)."""
-    skip_completed: bool = True
-    """Never re-run completed tasks. ``False`` (or ``restart``) re-runs everything."""
-    check_dependencies: bool = True
-    """Refuse to run a task whose dependencies have not completed (blocks it)."""
-    state_path: Path = Path("plan/plan_manifest.json")
-    """Manifest path, relative to the plan folder unless absolute."""
-    context_files: str | None = None
-    """Context text injected into every prompt (already loaded and formatted)."""
-    run_mode: RunMode = field(default_factory=RunMode)
-    """Bounded (default 5 iterations) or continuous."""
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    """Retry policy; agents may override fields not set explicitly on the command line."""
-    retry_explicit: frozenset[str] = frozenset()
-    """Retry fields given on the command line: agent settings do not override these."""
-    parallel: int = 1
-    """Run up to this many ready tasks of an iteration at once."""
-    keep_going: bool = False
-    """After a failure, still run the tasks that do not depend on it."""
-    restart: bool = False
-    """Forget recorded progress and run every task again."""
-    only_iteration: str | None = None
-    only_task: str | None = None
-    dependency_output_chars: int = 4000
-    """Each dependency output is cut to this many characters in a prompt."""
-    engine_override: str | None = None
-    model_override: str | None = None
-    plan_label: str = ""
-    """How the user names this plan (for the next command in messages)."""
-    save_prompts: bool = True
-    """Store each task's rendered prompt beside its output."""
-    shared_rate_limits: bool = True
-    """One limiter per provider shared by all tasks (``False``: each task honours only its own waits)."""
-    rate_limit_pacing: dict[str, Pacing] = field(default_factory=dict)
-    """Client-side ``rpm``/``tpm`` per engine name or base URL (``[rate_limits.<name>]``)."""
-    budget: "Budget | None" = None
-    """Token/USD limits of this run's spend (``--max-tokens``, ``--max-cost-usd``)."""
-
-
-@dataclass
-class TaskResult:
-    """The outcome of executing one task (one attempt, or all attempts with retries)."""
-
-    task_id: str
-    success: bool
-    output: str | None = None
-    error: RadiumError | None = None
-    attempts: int = 0
-    duration_ms: int = 0
-    usage: TokenUsage | None = None
-    rate_limit_wait_ms: int = 0
-    """Time spent waiting on rate limits (server-timed waits, the provider's gate)."""
-    rate_limits: "RateLimitSnapshot | None" = None
-    """What the provider's headers said about its limits, on success."""
-
-
-@dataclass
-class RunResult:
-    """What a whole run did; ``exit_code`` is what the CLI exits with."""
-
-    outcome: str
-    exit_code: int
-    message: str
-    completed: int = 0
-    failed: int = 0
-    blocked: int = 0
-    remaining: int = 0
-    total: int = 0
-    retries: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_ms: int = 0
-    rate_limit_wait_ms: int = 0
-    """Time tasks of this run spent waiting on rate limits (summed over tasks)."""
-    rate_limited_requests: int = 0
-    """Requests of this run that providers refused with 429."""
-    next_command: str | None = None
-    failures: list[tuple[str, RadiumError]] = field(default_factory=list)
-    blocked_reasons: dict[str, str] = field(default_factory=dict)
-    interrupted_tasks: list[str] = field(default_factory=list)
-    cost_usd: float | None = None
-    """Cost of this run's priced tasks; None when no task of the run had a known price."""
-    unpriced_tasks: list[str] = field(default_factory=list)
-    """Tasks of this run whose cost is unknown (no price for their model, or no usage reported)."""
-    budget: str | None = None
-    """Why the budget stopped the run (``tokens 1,204 of max 1,000``), if it did."""
-
 
 class PlanExecutor:
     """Executes a plan manifest with an agent registry, reporting through events.
@@ -248,6 +125,7 @@ class PlanExecutor:
             engine_factory = create_engine
         self._engine_factory = engine_factory
         self.dispatcher = dispatcher or LocalDispatcher()
+        """Where attempts run (this process, or a Ray cluster); see ``radium.dispatch``."""
         self.limiters = RateLimiters(
             max(1, self.config.parallel),
             shared=self.config.shared_rate_limits,
@@ -257,22 +135,23 @@ class PlanExecutor:
             sleep=sleep,
         )
         """The run's per-provider rate limiters (see ``radium.ratelimit``)."""
-        """Where attempts run (this process, or a Ray cluster); see ``radium.dispatch``."""
+        self.attempts = AttemptRunner(self.limiters, on_event, sleep=sleep, clock=clock)
+        """Runs each task's attempts through its provider's limiter and the retry loop."""
+        self.checkpoints = Checkpointer(store, lambda task_id: self._index[task_id][0])
         self._engines: dict[object, Engine] = {}
         self._manifest: PlanManifest | None = None
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
         self._position: dict[str, int] = {}
         self._templates: dict[str, str] = {}
-        self._serializer = ManifestSerializer()
-        self._changed: dict[int, Iteration] | None = None  # None: everything changed
-        self._changed_tasks: dict[str, PlanTask] = {}
         self._prompts: dict[str, str] = {}
         """Prompts of the running tasks, rendered once at start and reused by every attempt."""
-        self._open_attempts: dict[str, tuple[str, int]] = {}
-        """Task id -> (start time, attempts before it) of the attempt in flight (see _record_attempt)."""
-        self.retries = 0
         self.interrupt_exit_code = int(ExitCode.SIGINT)
         """Exit code reported when the run is cancelled (the CLI sets 143 for SIGTERM)."""
+
+    @property
+    def retries(self) -> int:
+        """Retries announced in this run (all tasks)."""
+        return self.attempts.retries
 
     # ------------------------------------------------------------------ seed API
 
@@ -292,7 +171,7 @@ class PlanExecutor:
     def check_dependencies(self, manifest: PlanManifest, task: PlanTask) -> None:
         """Raise ``DependencyNotMetError`` if a dependency is unknown or not completed."""
         index = self._index if manifest is self._manifest else manifest.task_index()
-        unmet = _unmet_dependency(task, index)
+        unmet = unmet_dependency(task, index)
         if unmet is not None:
             raise DependencyNotMetError(unmet[1])
 
@@ -359,163 +238,17 @@ class PlanExecutor:
         1000 ms unless configured). Before retry ``k`` the executor waits
         ``base_delay_ms * 2^k`` (capped, optionally jittered, never less than the
         server asked); a 429 whose server said when to come back is waited out
-        without using a retry (``radium.retry``). Every attempt first passes the
-        provider's limiter (``radium.ratelimit``), which holds it while another
-        task's reset is pending or the provider's limits are used up, and learns
-        from how it went. Each failed attempt is emitted as ``attempt_failed``,
-        each wait at the gate as ``rate_limit_wait``.
+        without using a retry. See ``radium.planning.attempts``.
         """
         policy = self.policy_for(task).with_overrides(max_retries=max_retries, base_delay_ms=base_delay_ms)
-        started = self._clock()
-        usage = TokenUsage()
-        spent = RetryState()
-        made = 0
-        identity, provider = model.provider()
-        limiter = self.limiters.get(identity, provider, (model.name, model.settings.base_url or ""))
         prompt_chars = len(self._prompts.get(task.id) or "")
-
-        def gate_wait(seconds: float, source: str, learned_by: str | None) -> None:
-            if learned_by == task.id or seconds < 0.01:
-                return  # this task's own reset: its retry line already said so
-            by = f", learned by {learned_by}" if learned_by else ""
-            self.emit(
-                Event(
-                    "rate_limit_wait",
-                    {
-                        "task_id": task.id,
-                        "provider": provider,
-                        "delay_ms": round(seconds * 1000),
-                        "source": source,
-                        "learned_by": learned_by,
-                        "line": f"{task.id} rate limited by {provider}: waiting {format_compact(seconds)} ({source}{by})",
-                    },
-                )
-            )
-
-        async def attempt(index: int) -> TaskResult:
-            nonlocal made
-            try:
-                ticket = await limiter.acquire(
-                    task.id, prompt_chars=prompt_chars, budget_s=spent.budget_left(policy), on_wait=gate_wait
-                )
-            except GateWaitTooLong as held:
-                raise RateLimitWaitExceededError(
-                    f"{task.id}: {provider} is rate limited for another {format_compact(held.seconds)} ({held.source}); "
-                    f"with the {format_compact(spent.rate_limit_wait_s)} already waited that passes "
-                    f"max_rate_limit_wait_s ({policy.max_rate_limit_wait_s:g} s)",
-                    hint="raise --max-rate-limit-wait-s, lower --parallel, or resume later with `rad craft --resume`",
-                ) from None
-            spent.rate_limit_wait_s += ticket.waited_s
-            self._begin_attempt(task, gate_wait_ms=round(ticket.waited_s * 1000))
-            try:
-                result = await self.execute_task(task, model, timeout_s=policy.timeout_s)
-            finally:
-                limiter.release(ticket)
-            task.attempts += 1  # the manifest keeps the total over all runs
-            made += 1
-            self._record_attempt(task, result.error)
-            if result.usage:
-                usage.prompt_tokens += result.usage.prompt_tokens
-                usage.completion_tokens += result.usage.completion_tokens
-            if result.success:
-                limiter.succeeded(ticket, result.rate_limits, task.id)
-                return result
-            error = result.error
-            assert error is not None
-            hint = ServerHint.of(error)
-            throttled = isinstance(error, RateLimitError) or getattr(error, "status", None) in (503, 529)
-            limiter.failed(
-                ticket, ServerWait(hint.seconds, hint.source) if hint else None, task.id, throttled=throttled
-            )
-            raise error
-
-        def announce(error: RadiumError, wait: Wait, index: int) -> None:
-            self.retries += 1
-            if wait.counted:
-                line = f"{task.id} Attempt {index + 1}: Error ({error.kind}) → {wait.explain()}"
-            else:
-                line = f"{task.id} rate limited by {provider}: waiting {format_compact(wait.seconds)} ({wait.source})"
-            self._record_wait(task, wait)
-            self.emit(
-                Event(
-                    "attempt_failed",
-                    {
-                        "task_id": task.id,
-                        "attempt": index + 1,
-                        "category": error.category.value,
-                        "kind": error.kind,
-                        "message": str(error),
-                        "delay_ms": round(wait.delay_ms),
-                        "retry_index": wait.retry_index,
-                        "counted": wait.counted,
-                        "provider": provider,
-                        "wait_source": wait.source or "backoff",
-                        "line": line,
-                    },
-                )
-            )
-
-        try:
-            result = await retry_call(attempt, policy, on_retry=announce, sleep=self._sleep, state=spent)
-        except RadiumError as error:
-            result = TaskResult(task.id, False, error=error)
-        result.attempts = made
-        result.duration_ms = self._ms_since(started)
-        result.usage = usage if usage.total_tokens else None
-        result.rate_limit_wait_ms = round(spent.rate_limit_wait_s * 1000)
-        return result
-
-    # ------------------------------------------------------------------ attempt history
-
-    def _begin_attempt(self, task: PlanTask, gate_wait_ms: int = 0) -> None:
-        """An attempt is sent now, after waiting ``gate_wait_ms`` at its provider's gate."""
-        self._open_attempts[task.id] = (utc_now_iso_ms(), task.attempts, gate_wait_ms)
-
-    def _record_attempt(
-        self, task: PlanTask, error: RadiumError | None = None, *, interrupted: bool = False
-    ) -> AttemptRecord | None:
-        """Append the attempt that just ended to ``task.attempt_log`` (saved with the next checkpoint).
-
-        Called where an attempt ends: after ``execute_task`` returns (``error``
-        None means success), when the engine cannot even be created, and for
-        in-flight attempts when the run is cancelled (``interrupted``). The
-        attempt number counts over all runs. Returns None if no attempt is open.
-        """
-        opened = self._open_attempts.pop(task.id, None)
-        if opened is None:
-            return None
-        started_at, attempts_before, gate_wait_ms = opened
-        last = task.attempt_log[-1].attempt if task.attempt_log else 0
-        record = AttemptRecord(
-            attempt=max(attempts_before, last) + 1,
-            started_at=started_at,
-            ended_at=utc_now_iso_ms(),
-            outcome="interrupted" if interrupted else "error" if error is not None else "ok",
-            category=error.category.value if error is not None else None,
-            kind=error.kind if error is not None else None,
-            message=str(error) if error is not None else None,
-            rate_limit_wait_ms=gate_wait_ms or None,
+        return await self.attempts.run(
+            task,
+            model,
+            policy,
+            lambda: self.execute_task(task, model, timeout_s=policy.timeout_s),
+            prompt_chars=prompt_chars,
         )
-        task.attempt_log.append(record)
-        return record
-
-    def _record_interruption(self, task: PlanTask) -> None:
-        """On cancellation: the attempt in flight is ``interrupted``; a wait in progress is cut short."""
-        if self._record_attempt(task, interrupted=True) is None and task.attempt_log:
-            last = task.attempt_log[-1]
-            if last.wait_ms:
-                ended = datetime.fromisoformat(last.ended_at)
-                waited = (datetime.now(timezone.utc) - ended).total_seconds() * 1000
-                last.wait_ms = max(0, min(last.wait_ms, round(waited)))
-
-    @staticmethod
-    def _record_wait(task: PlanTask, wait: Wait) -> None:
-        """Note on the last attempt the wait before the next one, and where it came from."""
-        if task.attempt_log:
-            record = task.attempt_log[-1]
-            record.wait_ms = round(wait.delay_ms)
-            # A server-timed wait names its header (retry-after, x-ratelimit-reset-requests, RetryInfo…).
-            record.wait_source = wait.source or "backoff"
 
     # ------------------------------------------------------------------ prices and budget
 
@@ -529,27 +262,6 @@ class PlanExecutor:
             return None
         agent = self.agent_for(task)
         return price_for(engine.name, engine.model, agent.price if agent is not None else None)
-
-    def _settle_spend(self, task: PlanTask, usage: TokenUsage | None, state: "_RunState") -> None:
-        """Record the task's cost, and add its tokens and cost to the run's spend."""
-        price = self.price_for(task) if usage is not None else None
-        task.cost_usd = price.cost_usd(usage.prompt_tokens, usage.completion_tokens) if price and usage else None
-        if usage is not None:
-            state.prompt_tokens += usage.prompt_tokens
-            state.completion_tokens += usage.completion_tokens
-        if task.cost_usd is None:
-            if usage is not None:  # tokens were spent and cannot be priced
-                state.unpriced.append(task.id)
-        else:
-            state.cost_usd += task.cost_usd
-            state.priced += 1
-
-    def _budget_reached(self, state: "_RunState") -> bool:
-        """The scheduler's one budget seam: may no new task start? (Sticky once reached.)"""
-        budget = self.config.budget
-        if budget is not None and state.budget_hit is None:
-            state.budget_hit = budget.reached(state.prompt_tokens + state.completion_tokens, state.cost_usd)
-        return state.budget_hit is not None
 
     def _require_prices(self, tasks: list[PlanTask]) -> None:
         """A USD budget needs a price for every agent about to run (else exit 2, naming it)."""
@@ -721,7 +433,7 @@ class PlanExecutor:
 
         validate_plan(manifest).raise_if_errors()
         self._attach(manifest)
-        self._changed = None
+        self.checkpoints.everything_changed()
         config = self.config
         restart = config.restart or not config.skip_completed
         in_scope = self._scope(manifest)
@@ -792,7 +504,7 @@ class PlanExecutor:
 
     def _require_outside_dependencies(self, tasks: list[PlanTask], inside: set[str]) -> None:
         for task in tasks:
-            unmet = _unmet_dependency(task, self._index, skip=inside)
+            unmet = unmet_dependency(task, self._index, skip=inside)
             if unmet is not None:
                 raise DependencyNotMetError(
                     f"task {task.id} depends on {unmet[0]}, which has not completed",
@@ -809,24 +521,8 @@ class PlanExecutor:
         """
         planned = []
         for iteration, tasks in selected[: self.config.run_mode.limit]:
-            in_run = {t.id for t in tasks}
-            waiting = {t.id: sum(dep in in_run for dep in t.dependencies) for t in tasks}
-            dependents: dict[str, list[str]] = {}
-            for task in tasks:
-                for dep in task.dependencies:
-                    if dep in in_run:
-                        dependents.setdefault(dep, []).append(task.id)
-            ready = [(self._position[t.id], t.id) for t in tasks if waiting[t.id] == 0]
-            heapq.heapify(ready)
-            order: list[PlanTask] = []
-            while ready:
-                _, task_id = heapq.heappop(ready)
-                order.append(self._index[task_id][1])
-                for dependent in dependents.get(task_id, ()):
-                    waiting[dependent] -= 1
-                    if waiting[dependent] == 0:
-                        heapq.heappush(ready, (self._position[dependent], dependent))
-            planned.append((iteration, order))
+            order = DependencyOrder(tasks, self._position)
+            planned.append((iteration, [self._index[task_id][1] for task_id in order.drain()]))
         return planned
 
     async def run(self, manifest: PlanManifest) -> RunResult:
@@ -836,7 +532,7 @@ class PlanExecutor:
         if selected:
             await self.dispatcher.start()  # an unreachable cluster is reported before any task
         completed, total = manifest.counts()
-        state = _RunState(manifest, started, counts=(completed, total))
+        state = RunState(manifest, started, counts=(completed, total), spend=Spend(self.config.budget, self.price_for))
         next_task = selected[0][1][0].id if selected else None
         mode = self.config.run_mode
         self.emit(
@@ -866,7 +562,7 @@ class PlanExecutor:
                 pending = [t for t in tasks if not t.completed and t.status is not TaskStatus.BLOCKED]
                 if not pending:
                     continue
-                if self._budget_reached(state):
+                if state.spend.reached():
                     outcome = "budget_reached"
                     break
                 if executed >= mode.limit:
@@ -889,10 +585,10 @@ class PlanExecutor:
                 if state.failures and not self.config.keep_going:
                     outcome = "failed"
                     break
-                if state.budget_hit is not None:
+                if state.spend.budget_hit is not None:
                     outcome = "budget_reached"
                     break
-            await self._checkpoint(manifest, final=True)
+            await self.checkpoints.save(manifest, final=True)
         except asyncio.CancelledError:
             runners = list(state.running)
             self._save_after_cancel(manifest, state)
@@ -900,7 +596,7 @@ class PlanExecutor:
                 # Let cancelled calls clean up (kill subprocess groups, close sockets).
                 await asyncio.wait(runners, timeout=5)
             result = self._finish(manifest, state, "interrupted")
-            self.emit(Event("run_finished", self._result_fields(result)))
+            self.emit(Event("run_finished", result_fields(result)))
             raise
         except BaseException:
             # A checkpoint that cannot be written, or a bug: stop the other calls and
@@ -926,42 +622,29 @@ class PlanExecutor:
         result = self._finish(manifest, state, outcome)
         if bound_hit and outcome == "failed":
             result.message += f" (the iteration bound of {mode.limit} was reached too)"
-        self.emit(Event("run_finished", self._result_fields(result)))
+        self.emit(Event("run_finished", result_fields(result)))
         return result
 
-    async def _run_iteration(self, iteration: Iteration, tasks: list[PlanTask], state: "_RunState") -> None:
+    async def _run_iteration(self, iteration: Iteration, tasks: list[PlanTask], state: RunState) -> None:
         """Run one iteration's tasks in dependency order, up to ``parallel`` at once."""
         in_run = {t.id for t in tasks}
-        waiting_on: dict[str, int] = {}
-        ready: list[tuple[int, str]] = []
+        excluded = []
         for task in tasks:
             reason = self._blocking_reason(task, in_run)
             if reason is not None:
+                excluded.append(task.id)
                 if task.status is not TaskStatus.BLOCKED:
                     self._block(task, reason, state)
-                continue
-            count = sum(1 for dep in task.dependencies if dep in in_run)
-            waiting_on[task.id] = count
-            if count == 0:
-                heapq.heappush(ready, (self._position[task.id], task.id))
-        dependents: dict[str, list[str]] = {}
-        for task in tasks:
-            for dep in task.dependencies:
-                if dep in in_run:
-                    dependents.setdefault(dep, []).append(task.id)
-
-        running: dict[asyncio.Task[TaskResult], PlanTask] = {}
-        state.running = running  # read by the cancellation handler in run()
+        order = DependencyOrder(tasks, self._position, excluded)
+        running = state.running = {}  # also read by the cancellation handler in run()
         while True:
-            stop_new = (bool(state.failures) and not self.config.keep_going) or self._budget_reached(state)
-            while ready and len(running) < max(1, self.config.parallel) and not stop_new:
-                _, task_id = heapq.heappop(ready)
-                task = self._index[task_id][1]
+            stop_new = (bool(state.failures) and not self.config.keep_going) or state.spend.reached()
+            while order and len(running) < max(1, self.config.parallel) and not stop_new:
+                task = self._index[order.pop()][1]
                 if task.status is TaskStatus.BLOCKED:
                     continue
                 await self._start_task(iteration, task, state)
-                runner = asyncio.ensure_future(self._execute(task))
-                running[runner] = task
+                running[asyncio.ensure_future(self._execute(task))] = task
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
@@ -970,34 +653,31 @@ class PlanExecutor:
                 result = runner.result()
                 if result.success:
                     await self._complete(task, result, state)
-                    for dependent in dependents.get(task.id, ()):
-                        waiting_on[dependent] -= 1
-                        if waiting_on[dependent] == 0:
-                            heapq.heappush(ready, (self._position[dependent], dependent))
+                    order.done(task.id)
                 else:
                     await self._fail(task, result, state)
 
     def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
         if not self.config.check_dependencies:
             return None
-        unmet = _unmet_dependency(task, self._index, skip=in_run)
+        unmet = unmet_dependency(task, self._index, skip=in_run)
         return unmet[1] if unmet is not None else None
 
     async def _execute(self, task: PlanTask) -> TaskResult:
         try:
             engine = self.engine_for(task)
         except RadiumError as exc:
-            self._begin_attempt(task)
+            self.attempts.begin(task)
             task.attempts += 1
-            self._record_attempt(task, exc)
+            self.attempts.record(task, exc)
             return TaskResult(task.id, False, error=exc, attempts=1)
         try:
             return await self.execute_task_with_retry(task, engine)
         finally:
             self._prompts.pop(task.id, None)
 
-    async def _start_task(self, iteration: Iteration, task: PlanTask, state: "_RunState") -> None:
-        self._touch(task)
+    async def _start_task(self, iteration: Iteration, task: PlanTask, state: RunState) -> None:
+        self.checkpoints.touch(task)
         task.set_status(TaskStatus.IN_PROGRESS)
         task.started_at = utc_now_iso()
         task.completed_at = None
@@ -1014,7 +694,7 @@ class PlanExecutor:
             engine = None  # reported when the task runs
         # Persisted before it is announced; not fsynced: if this mark is lost the
         # task is pending, which is exactly what a lost in_progress task becomes.
-        await self._checkpoint(state.manifest, durable=False)
+        await self.checkpoints.save(state.manifest, durable=False)
         completed, total = state.counts
         self.emit(
             Event(
@@ -1034,10 +714,10 @@ class PlanExecutor:
             )
         )
 
-    async def _complete(self, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+    async def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
         if self.store is not None:
             task.output_path = self.store.write_output(task.id, result.output or "")
-        self._touch(task)
+        self.checkpoints.touch(task)
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
@@ -1046,9 +726,9 @@ class PlanExecutor:
         completed, total = state.counts
         completed += 1
         state.counts = (completed, total)
-        self._settle_spend(task, result.usage, state)
+        state.spend.settle(task, result.usage)
         self._account_waits(task, result, state)
-        await self._checkpoint(state.manifest)
+        await self.checkpoints.save(state.manifest)
         self.emit(
             Event(
                 "task_completed",
@@ -1069,15 +749,15 @@ class PlanExecutor:
             )
         )
 
-    async def _fail(self, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+    async def _fail(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
         error = result.error or ModelExecutionError("task failed without an error")
-        self._touch(task)
+        self.checkpoints.touch(task)
         task.set_status(TaskStatus.FAILED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
         task.usage = result.usage
         task.last_error = TaskErrorRecord(category=error.category.value, message=str(error), kind=error.kind)
-        self._settle_spend(task, result.usage, state)
+        state.spend.settle(task, result.usage)
         self._account_waits(task, result, state)
         state.failures.append((task.id, error))
         self.emit(
@@ -1094,16 +774,16 @@ class PlanExecutor:
             )
         )
         self._block_dependents(task.id, state)
-        await self._checkpoint(state.manifest)
+        await self.checkpoints.save(state.manifest)
 
     @staticmethod
-    def _account_waits(task: PlanTask, result: TaskResult, state: "_RunState") -> None:
+    def _account_waits(task: PlanTask, result: TaskResult, state: RunState) -> None:
         """Add a finished task's rate-limit waits to the run (and to the task's total)."""
         if result.rate_limit_wait_ms:
             state.rate_limit_wait_ms += result.rate_limit_wait_ms
             task.rate_limit_wait_ms = (task.rate_limit_wait_ms or 0) + result.rate_limit_wait_ms
 
-    def _block_dependents(self, failed_id: str, state: "_RunState") -> None:
+    def _block_dependents(self, failed_id: str, state: RunState) -> None:
         """Mark every task that (transitively) depends on ``failed_id`` as blocked."""
         if state.dependents is None:
             state.dependents = {}
@@ -1119,192 +799,32 @@ class PlanExecutor:
             self._block(task, f"Dependency task not completed: {cause}", state)
             queue.extend((task_id, dependent) for dependent in state.dependents.get(task_id, ()))
 
-    def _touch(self, task: PlanTask) -> Iteration:
-        """Note that ``task``'s iteration changed (for the next checkpoint); return it."""
-        iteration = self._index[task.id][0]
-        if self._changed is not None:
-            self._changed[id(iteration)] = iteration
-        self._changed_tasks[task.id] = task
-        return iteration
-
-    def _block(self, task: PlanTask, reason: str, state: "_RunState") -> None:
-        self._touch(task)
+    def _block(self, task: PlanTask, reason: str, state: RunState) -> None:
+        self.checkpoints.touch(task)
         task.set_status(TaskStatus.BLOCKED)
         state.blocked[task.id] = reason
         self.emit(Event("task_blocked", {"task_id": task.id, "title": task.title, "reason": reason}))
 
-    async def _checkpoint(self, manifest: PlanManifest, *, durable: bool = True, final: bool = False) -> None:
-        """Persist every change since the last checkpoint.
-
-        Normally that is one journal line per changed task; the whole manifest
-        is rewritten (compacted) at a stop, after ``prepare`` and whenever the
-        store says the journal has grown enough. Text is produced here, on the
-        loop thread that owns the manifest; only the I/O runs in a worker
-        thread, so the event loop keeps serving parallel tasks meanwhile.
-        """
-        store = self.store
-        if store is None:
-            return
-        journal = "".join(store.journal_line(t) for t in self._changed_tasks.values())
-        self._changed_tasks = {}
-        if final or self._changed is None or store.wants_compaction(len(journal)):
-            changed = None if self._changed is None else self._changed.values()
-            # Iteration statuses are derived; they are brought up to date here, once
-            # per compaction, rather than after every task (a full scan each time).
-            for iteration in manifest.iterations if changed is None else changed:
-                iteration.refresh_status()
-            text = self._serializer.render(manifest, changed)
-            self._changed = {}
-            metadata = store.metadata_text(manifest, final=True)
-            await asyncio.to_thread(store.write_checkpoint, text, metadata, durable=True)
-            return
-        metadata = store.metadata_text(manifest, final=False)
-        if journal or metadata:
-            await asyncio.to_thread(store.append_journal, journal, metadata, durable=durable)
-
-    def _save_after_cancel(self, manifest: PlanManifest, state: "_RunState") -> None:
+    def _save_after_cancel(self, manifest: PlanManifest, state: RunState) -> None:
         """Return in-flight tasks to pending and save, synchronously (cannot be interrupted)."""
         for runner in state.running:
             runner.cancel()
         for _, task in manifest.tasks():
             if task.status is TaskStatus.IN_PROGRESS:
-                self._record_interruption(task)
+                self.attempts.record_interruption(task)
                 task.set_status(TaskStatus.PENDING)
                 task.started_at = None
                 state.interrupted.append(task.id)
-        for iteration in manifest.iterations:
-            iteration.refresh_status()
-        if self.store is not None:
-            text = self._serializer.render(manifest, None)
-            self.store.write_checkpoint(text, self.store.metadata_text(manifest, final=True))
+        self.checkpoints.save_now(manifest)
 
-    def _finish(self, manifest: PlanManifest, state: "_RunState", outcome: str) -> RunResult:
-        completed, total = manifest.counts()
-        failed = sum(1 for _, t in manifest.tasks() if t.status is TaskStatus.FAILED)
-        blocked = sum(1 for _, t in manifest.tasks() if t.status is TaskStatus.BLOCKED)
-        remaining = total - completed
-        label = self.config.plan_label or "PLAN"
-        limit = self.config.run_mode.limit
-        if outcome == "completed" and remaining:
-            outcome = "filtered"
-        if outcome == "budget_reached" and not remaining:
-            outcome = "completed"  # the budget ran out with the last task: nothing was held back
-        messages = {
-            "completed": "All tasks completed. Execution finished.",
-            "bound_reached": f"Reached maximum iterations ({limit}). Stopping execution.",
-            "sanity_limit": f"Reached sanity limit ({CONTINUOUS_SANITY_LIMIT}). Stopping execution.",
-            "failed": "Execution stopped: a task failed.",
-            "blocked": "Execution finished with blocked tasks.",
-            "interrupted": "Execution aborted by user. Progress saved to plan_manifest.json",
-            "filtered": "Selected tasks finished.",
-            "budget_reached": f"Budget reached ({state.budget_hit}). Stopping execution.",
-        }
-        exit_codes = {
-            "failed": ExitCode.TASK_FAILED,
-            "blocked": ExitCode.TASK_FAILED,
-            "interrupted": self.interrupt_exit_code,
-        }
-        if outcome == "completed":
-            next_command = f"rad status {label}"
-        elif outcome in ("failed", "blocked"):
-            next_command = f"rad craft {label} --resume"
-        else:
-            next_command = f"rad craft {label} --resume" if remaining else f"rad status {label}"
-        return RunResult(
-            outcome=outcome,
-            exit_code=int(exit_codes.get(outcome, ExitCode.OK)),
-            message=messages[outcome],
-            completed=completed,
-            failed=failed,
-            blocked=blocked,
-            remaining=remaining - failed - blocked,
-            total=total,
-            retries=self.retries,
-            prompt_tokens=state.prompt_tokens,
-            completion_tokens=state.completion_tokens,
+    def _finish(self, manifest: PlanManifest, state: RunState, outcome: str) -> RunResult:
+        return finish(
+            manifest,
+            state,
+            outcome,
+            self.config,
             wall_ms=self._ms_since(state.started),
-            rate_limit_wait_ms=state.rate_limit_wait_ms,
+            retries=self.retries,
             rate_limited_requests=self.limiters.rate_limited,
-            next_command=next_command,
-            failures=list(state.failures),
-            blocked_reasons=dict(state.blocked),
-            interrupted_tasks=list(state.interrupted),
-            cost_usd=round(state.cost_usd, 10) if state.priced else None,
-            unpriced_tasks=list(state.unpriced),
-            budget=state.budget_hit,
+            interrupt_exit_code=self.interrupt_exit_code,
         )
-
-    @staticmethod
-    def _result_fields(result: RunResult) -> dict[str, object]:
-        return {
-            "outcome": result.outcome,
-            "exit_code": result.exit_code,
-            "message": result.message,
-            "completed": result.completed,
-            "failed": result.failed,
-            "blocked": result.blocked,
-            "remaining": result.remaining,
-            "total": result.total,
-            "retries": result.retries,
-            "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens,
-            "wall_ms": result.wall_ms,
-            "rate_limit_wait_ms": result.rate_limit_wait_ms,
-            "rate_limited_requests": result.rate_limited_requests,
-            "next_command": result.next_command,
-            "interrupted_tasks": result.interrupted_tasks,
-            "cost_usd": result.cost_usd,
-            "unpriced_tasks": result.unpriced_tasks,
-            "budget": result.budget,
-            "failures": [
-                {"task_id": task_id, "category": e.category.value, "kind": e.kind, "message": str(e)}
-                for task_id, e in result.failures
-            ],
-            "blocked_tasks": result.blocked_reasons,
-        }
-
-
-@dataclass
-class _RunState:
-    """Mutable bookkeeping of one ``run()`` call."""
-
-    manifest: PlanManifest
-    started: float
-    counts: tuple[int, int]
-    """(completed, total) tasks of the plan, kept up to date as tasks complete."""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    rate_limit_wait_ms: int = 0
-    failures: list[tuple[str, RadiumError]] = field(default_factory=list)
-    blocked: dict[str, str] = field(default_factory=dict)
-    interrupted: list[str] = field(default_factory=list)
-    running: dict = field(default_factory=dict)
-    dependents: dict[str, list[str]] | None = None
-    cost_usd: float = 0.0
-    """Cost of this run's tasks with a known price."""
-    priced: int = 0
-    unpriced: list[str] = field(default_factory=list)
-    budget_hit: str | None = None
-    """Set (sticky) once the budget stops new tasks: what was reached."""
-
-
-def _unmet_dependency(
-    task: PlanTask, index: dict[str, tuple[Iteration, PlanTask]], skip: set[str] = frozenset()
-) -> tuple[str, str] | None:
-    """The first dependency of ``task`` (outside ``skip``) that is unknown or not completed,
-    with the seed's message for it (``Dependency task not completed: I1.T1``)."""
-    for dep in task.dependencies:
-        if dep in skip:
-            continue
-        entry = index.get(dep)
-        if entry is None:
-            return dep, f"Dependency task not found: {dep}"
-        if not entry[1].completed:
-            return dep, f"Dependency task not completed: {dep}"
-    return None
-
-
-def format_elapsed(seconds: float) -> str:
-    """``H:MM:SS`` as in the seed's progress line (``0:05:23``)."""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -11,8 +11,13 @@ can end a little above the limit) and the run stops with outcome
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 from radium.reporting.pricing import format_cost
+
+if TYPE_CHECKING:
+    from radium.models import PlanTask, TokenUsage
+    from radium.reporting.pricing import Price
 
 
 @dataclass(frozen=True)
@@ -31,3 +36,48 @@ class Budget:
         if self.max_cost_usd is not None and cost_usd >= self.max_cost_usd:
             return f"cost {format_cost(cost_usd)} of max {format_cost(self.max_cost_usd)}"
         return None
+
+
+class Spend:
+    """What this run has spent so far, priced as tasks finish, and whether the budget is reached.
+
+    ``price_for(task)`` gives the price of a task's calls (its agent's
+    ``price``, else the database, else None). A task whose tokens cannot be
+    priced is listed in ``unpriced``: its cost is unknown, never 0.
+    """
+
+    def __init__(self, budget: Budget | None, price_for: "Callable[[PlanTask], Price | None]") -> None:
+        self.budget = budget
+        self._price_for = price_for
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        """Cost of this run's tasks with a known price."""
+        self.priced = 0
+        self.unpriced: list[str] = []
+        self.budget_hit: str | None = None
+        """Set (sticky) once the budget stops new tasks: what was reached."""
+
+    def settle(self, task: "PlanTask", usage: "TokenUsage | None") -> None:
+        """Record ``task``'s cost on it, and add its tokens and cost to the run's spend."""
+        price = self._price_for(task) if usage is not None else None
+        task.cost_usd = price.cost_usd(usage.prompt_tokens, usage.completion_tokens) if price and usage else None
+        if usage is not None:
+            self.prompt_tokens += usage.prompt_tokens
+            self.completion_tokens += usage.completion_tokens
+        if task.cost_usd is not None:
+            self.cost_usd += task.cost_usd
+            self.priced += 1
+        elif usage is not None:  # tokens were spent and cannot be priced
+            self.unpriced.append(task.id)
+
+    def reached(self) -> bool:
+        """The scheduler's one budget seam: may no new task start? (Sticky once reached.)"""
+        if self.budget is not None and self.budget_hit is None:
+            self.budget_hit = self.budget.reached(self.prompt_tokens + self.completion_tokens, self.cost_usd)
+        return self.budget_hit is not None
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        """The run's cost, or None when no task had a known price."""
+        return round(self.cost_usd, 10) if self.priced else None
