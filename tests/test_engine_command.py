@@ -189,6 +189,43 @@ def test_classify_exit_rule():
     assert classify_exit(127) is errors.MissingConfigurationError
 
 
+@pytest.mark.parametrize(
+    "status,fatal,retry,kind",
+    [
+        ("1", (1,), (), errors.AgentExitError),  # `llm` exits 1 for everything: the agent says it is final
+        ("2", (1,), (), errors.ModelExecutionError),  # not declared: the default rule
+        ("75", (), (75,), errors.ModelExecutionError),  # declared recoverable
+        ("1", (), (75,), errors.AgentExitError),  # retry list given: anything else is final
+        ("126", (), (75,), errors.MissingConfigurationError),  # cannot execute stays a config error
+        ("signal:SIGKILL", (), (75,), errors.ModelExecutionError),  # deaths by a signal stay recoverable
+    ],
+)
+def test_declared_exit_codes(tmp_path, status, fatal, retry, kind):
+    engine = _engine([PY, EXIT, status, "why it stopped"], tmp_path, fatal_exit_codes=fatal, retry_exit_codes=retry)
+    err = _fail(engine)
+    assert type(err) is kind
+    if kind is errors.AgentExitError:
+        assert err.category is errors.ErrorCategory.FATAL
+        assert "fatal_exit_codes" in err.message or "retry_exit_codes" in err.message
+        assert "why it stopped" in err.message
+
+
+def test_declared_exit_codes_decide_retries_in_a_run(tmp_path):
+    from helpers import events, make_workspace, manifest, run_rad, task, write_agent
+
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1", agent="cli")]), agents=())
+    write_agent(ws, "cli", engine="command", command=[PY, EXIT, "1", "bad input"], fatal_exit_codes=[1])
+    result = run_rad("craft", "REQ-001", "--json", "--base-delay-ms", "1", cwd=ws)
+    assert result.returncode == 1
+    seen = events(result.stdout)
+    assert not [e for e in seen if e["event"] == "attempt_failed"]  # declared fatal: no retry
+    (failed,) = [e for e in seen if e["event"] == "task_failed"]
+    assert failed["kind"] == "agent exit" and failed["attempts"] == 1
+    write_agent(ws, "cli", engine="command", command=[PY, EXIT, "1"], fatal_exit_codes=[1], retry_exit_codes=[1])
+    bad = run_rad("craft", "REQ-001", cwd=ws)
+    assert bad.returncode == 2 and "both fatal_exit_codes and retry_exit_codes" in bad.stderr
+
+
 def test_stderr_tail_is_bounded_and_keeps_the_end(tmp_path):
     lines = [f"noise {i}" for i in range(200)] + ["FINAL LINE"]
     err = _fail(_engine([PY, EXIT, "1", *lines], tmp_path))
