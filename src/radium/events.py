@@ -9,23 +9,30 @@ object per line. Every event carries ``event`` (its type) and ``time`` (ISO
 event               fields
 ==================  ===========================================================
 run_started         plan, project, mode (bounded|continuous), max_iterations,
-                    total_tasks, completed_tasks, parallel, resume_from
+                    total_tasks, completed_tasks, parallel, resume_from,
+                    resume, backend (local|ray), where
 iteration_started   iteration_id, number, name, goal, tasks_remaining
 task_started        task_id, title, iteration_id, iteration_number, agent_id,
                     engine, model, completed_tasks, total_tasks
 attempt_failed      task_id, attempt (1-based), category, kind, message,
-                    delay_ms, retry_index, line (the human retry line)
+                    delay_ms, retry_index (-1: server-timed), counted (uses
+                    a retry?), provider, wait_source (header or "backoff"),
+                    line (the human retry line, naming the task)
+rate_limit_wait     task_id, provider, delay_ms, source, learned_by, line:
+                    a task held at its provider's shared rate-limit gate
 task_completed      task_id, attempts, duration_ms, prompt_tokens,
-                    completion_tokens, output_path, cost_usd (null: price
-                    unknown), completed_tasks, total_tasks, percent
+                    completion_tokens, rate_limit_wait_ms, output_path,
+                    cost_usd (null: price unknown), completed_tasks,
+                    total_tasks, percent
 task_failed         task_id, attempts, category, kind, message
 task_blocked        task_id, reason (``Dependency task not completed: I1.T1``)
 task_planned        (dry run) task_id, title, iteration_id, agent_id, engine,
                     model, order
 run_finished        outcome, exit_code, message, completed, failed, blocked,
                     remaining, total, retries, prompt_tokens,
-                    completion_tokens, wall_ms, next_command, interrupted_tasks,
-                    cost_usd, unpriced_tasks, budget
+                    completion_tokens, wall_ms, rate_limit_wait_ms,
+                    rate_limited_requests, next_command, interrupted_tasks,
+                    failures, blocked_tasks, cost_usd, unpriced_tasks, budget
 ==================  ===========================================================
 
 ``outcome`` is one of ``completed``, ``bound_reached``, ``sanity_limit``, ``budget_reached``,
