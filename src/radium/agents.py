@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from radium.engines import ENGINE_NAMES, EngineSettings, canonical_engine_name
-from radium.errors import InvalidDataError
+from radium.errors import InvalidDataError, register_secret_variable
 from radium.store import format_validation_error
 from radium.workspace import Workspace, load_toml
 
@@ -165,6 +165,8 @@ def discover_agents(workspace: Workspace) -> AgentRegistry:
                 )
                 continue
             registry.agents[agent.id] = agent
+            if agent.api_key_env:
+                register_secret_variable(agent.api_key_env)  # its value is redacted everywhere
     return registry
 
 

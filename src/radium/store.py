@@ -110,12 +110,20 @@ def read_json(path: Path, what: str) -> object:
         raise InvalidDataError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise InvalidDataError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidDataError(
+            f"{path}: not UTF-8 text (byte {exc.start})", hint=f"save the {what} as UTF-8 or restore it"
+        ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidDataError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint=f"fix or restore the {what}",
+        ) from None
+    except RecursionError:
+        raise InvalidDataError(
+            f"{path}: JSON nested too deeply to be a {what}", hint=f"fix or restore the {what}"
         ) from None
 
 
@@ -430,12 +438,19 @@ class PlanStore:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def read_output(self, task: PlanTask) -> str | None:
-        """A completed task's stored output, or None if there is none."""
+        """A completed task's stored output, or None if there is none.
+
+        Only a regular file inside this plan's ``artifacts/tasks/`` is read
+        (validation refuses other ``output_path`` values; this is the guard
+        behind it), so a manifest cannot feed another file to a model.
+        """
         path = self.plan_dir / task.output_path if task.output_path else self.output_path(task.id)
         try:
+            if not path.resolve().is_relative_to(self.tasks_dir.resolve()) or not path.is_file():
+                return None
             # An output edited into another encoding must not stop the run.
             return path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
+        except (OSError, ValueError):
             return None
 
     @contextlib.contextmanager

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from radium.errors import ExitCode, RadiumError
+from radium.errors import ExitCode, RadiumError, redact
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("radium.cli.init_cmd", "init"),
@@ -112,20 +112,39 @@ def main(argv: list[str] | None = None) -> None:
     except RadiumError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {redact(str(exc))}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         code = ExitCode.SIGINT
     except BrokenPipeError:
         code = ExitCode.OK
+    except OSError as exc:  # a path the user gave that the OS refuses (ENAMETOOLONG, ELOOP, EACCES…)
+        if debug:
+            raise
+        click.echo(f"Error: {_describe_os_error(exc)} (check the path)", err=True)
+        code = ExitCode.USAGE
+    except RecursionError:
+        if debug:
+            raise
+        click.echo("Error: input nested too deeply to process (fix or restore the file)", err=True)
+        code = ExitCode.USAGE
     except Exception as exc:  # a bug of ours: one line, and the way to see more
         if debug:
             raise
         click.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc} "
+            f"Error: internal error: {type(exc).__name__}: {redact(str(exc))} "
             "(re-run with --debug for the traceback, and please report it)",
             err=True,
         )
         code = ExitCode.TASK_FAILED
     sys.exit(int(code or 0))
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``File name too long: /tmp/aaaa…aaa`` (paths over 120 characters are shortened)."""
+    name = str(exc.filename) if exc.filename is not None else ""
+    if len(name) > 120:
+        name = f"{name[:60]}…{name[-40:]} ({len(name)} characters)"
+    what = exc.strerror or type(exc).__name__
+    return f"{what}: {name}" if name else what

@@ -64,6 +64,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
 
     workspace = settings_obj.workspace()
     ref = workspace.find_plan(plan) if plan else _only_unfinished_plan(workspace)
+    workspace.check_plan_location(ref)  # nothing is written through a symlink leading out
     # --context-file adds to the configured context files (it does not replace them);
     # flag paths are relative to where the user typed them, configured ones to the workspace.
     flag_context = [Path(p).resolve() for p in flags.pop("context_files")]
@@ -72,8 +73,15 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     agents.raise_if_errors()
     for note in agents.warnings:
         warn(note)
-    context_paths = [workspace.root / p for p in settings.context_files] + flag_context
-    context = format_context_files(gather_context_files(workspace.root, ref.plan_dir, context_paths))
+    context = format_context_files(
+        gather_context_files(
+            workspace.root,
+            ref.plan_dir,
+            [(workspace.root / p, f"fix context_files in {workspace.config_path}") for p in settings.context_files]
+            + [(p, "fix the --context-file path") for p in flag_context],
+            context_policy(workspace, ref),
+        )
+    )
 
     label = plan or ref.name
     config = ExecutionConfig(
@@ -145,6 +153,17 @@ async def _run_with_signals(executor, manifest, renderer) -> int:
             if received:
                 # Stopping already: a repeated Ctrl+C must not kill the process mid-exit.
                 signal.signal(signum, signal.SIG_IGN)
+
+
+def context_policy(workspace, ref):
+    """The workspace owner's limits on context files: the workspace, the plan folder and ``allow_dirs``."""
+    from radium.prompts import ContextPolicy
+    from radium.settings import resolve_context_settings
+
+    context = resolve_context_settings(workspace.config(), str(workspace.config_path))
+    roots = [workspace.root.resolve(), ref.plan_dir.resolve()]
+    roots += [(workspace.root / Path(d).expanduser()).resolve() for d in context.allow_dirs]
+    return ContextPolicy(roots=tuple(roots), max_file_bytes=context.max_file_bytes)
 
 
 def _only_unfinished_plan(workspace):

@@ -187,4 +187,6 @@ class HumanRenderer:
 
 def warn(message: str) -> None:
     """A non-fatal note on stderr (never on stdout, which ``--json`` keeps clean)."""
-    click.echo(f"Warning: {message}", err=True)
+    from radium.errors import redact
+
+    click.echo(f"Warning: {redact(message)}", err=True)

@@ -92,7 +92,7 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
     from radium.agents import discover_agents
     from radium.planning import authoring
     from radium.planning.markdown import looks_like_plan, parse_plan_text
-    from radium.errors import PlanValidationError
+    from radium.errors import PlanValidationError, redact
     from radium.planning.validation import validate_plan
 
     requirement = authoring.parse_requirement_id(requirement_text) if requirement_text else None
@@ -125,7 +125,7 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
         planner = resolve_planner(workspace, registry)
         click.echo(f"{source.source_name} is a free-form spec: generating a plan.", err=True)
         generated = asyncio.run(
-            generate_plan(planner, source.text, registry, notify=lambda line: click.echo(line, err=True))
+            generate_plan(planner, source.text, registry, notify=lambda line: click.echo(redact(line), err=True))
         )
         manifest = generated.manifest
         notes += [p.message for p in generated.warnings]
@@ -139,6 +139,8 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
 
 
 def _report(root: Path, created, how: str, notes: list[str]) -> None:  # noqa: ANN001
+    from radium.errors import redact
+
     manifest = created.manifest
     completed, total = manifest.counts()
     iterations = len(manifest.iterations)
@@ -153,5 +155,5 @@ def _report(root: Path, created, how: str, notes: list[str]) -> None:  # noqa: A
     click.echo(f"  Folder: {where}{os.sep}")
     click.echo(f"  Source: {how}")
     for note in notes:
-        click.echo(f"  Warning: {note}")
+        click.echo(f"  Warning: {redact(note)}")
     click.echo(f"Next: rad craft {created.requirement}")

@@ -792,7 +792,8 @@ class PlanExecutor:
 
     async def _complete(self, task: PlanTask, result: TaskResult, state: "_RunState") -> None:
         if self.store is not None:
-            task.output_path = self.store.write_output(task.id, result.output or "")
+            # A model may repeat a key it saw (in a prompt, an error): never store or forward it.
+            task.output_path = self.store.write_output(task.id, redact(result.output or ""))
         self._touch(task)
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()
