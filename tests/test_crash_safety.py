@@ -91,7 +91,7 @@ def test_kill_9_at_random_instants_never_loses_completed_work(tmp_path: Path) ->
     assert all(t["status"] == "completed" for t in tasks_by_id(data).values())
 
 
-def _interrupt_mid_task(tmp_path: Path, signum: int, expected_code: int) -> None:
+def _interrupt_mid_task(tmp_path: Path, signum: int, expected_code: int, message: str) -> None:
     plan = manifest([task("I1.T1"), task("I1.T2", deps=["I1.T1"])])
     ws = make_workspace(tmp_path / "ws", plan)
     write_agent(ws, "writer", prompt="Do {{task_id}}.\nmock-delay-ms: 30000\n")
@@ -103,7 +103,7 @@ def _interrupt_mid_task(tmp_path: Path, signum: int, expected_code: int) -> None
     stdout, stderr = process.communicate(timeout=20)
     assert time.monotonic() - sent < 3, "cancellation was not immediate"
     assert process.returncode == expected_code, stderr
-    assert "Execution aborted by user. Progress saved to plan_manifest.json" in stdout
+    assert f"{message} Progress saved to plan_manifest.json" in stdout
     assert "Traceback" not in stderr
     state = tasks_by_id(read_manifest(ws))
     assert state["I1.T1"]["status"] == "pending" and state["I1.T1"]["completed"] is False
@@ -115,11 +115,12 @@ def _interrupt_mid_task(tmp_path: Path, signum: int, expected_code: int) -> None
 
 
 def test_sigint_mid_task_returns_it_to_pending(tmp_path: Path) -> None:
-    _interrupt_mid_task(tmp_path, signal.SIGINT, 130)
+    _interrupt_mid_task(tmp_path, signal.SIGINT, 130, "Execution aborted by user.")
 
 
 def test_sigterm_mid_task_exits_143(tmp_path: Path) -> None:
-    _interrupt_mid_task(tmp_path, signal.SIGTERM, 143)
+    # SIGTERM comes from a supervisor or `kill`, not from the user at the keyboard: say so.
+    _interrupt_mid_task(tmp_path, signal.SIGTERM, 143, "Execution stopped by SIGTERM.")
 
 
 def test_sigint_during_a_long_backoff_exits_at_once(tmp_path: Path) -> None:

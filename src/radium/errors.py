@@ -31,6 +31,7 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
         ├── WorkspaceNotFoundError      no ``.radium/`` here or above
         ├── PlanLockedError             another ``rad craft`` runs this plan
         ├── PlanExistsError             ``rad plan`` would overwrite a plan
+        ├── UsageError                  contradictory command-line options
         └── CheckpointWriteError        the manifest could not be saved
 
 ``exit_code`` is what the CLI exits with when the error reaches it: ``2`` for
@@ -270,6 +271,12 @@ class PlanExistsError(FatalError):
     """``rad plan`` would create a plan folder that already exists."""
 
     kind = "plan exists"
+
+
+class UsageError(FatalError):
+    """The command line contradicts itself (``--resume --restart``…)."""
+
+    kind = "usage"
 
 
 class CheckpointWriteError(FatalError):

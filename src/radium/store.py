@@ -212,21 +212,23 @@ def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> i
     lines = text.splitlines()
     try:
         header = json.loads(lines[0]) if lines else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         header = {}
-    if not isinstance(header, dict) or header.get("manifest_sha256") != manifest_sha256:
-        return None
     positions = {
         task.id: (iteration, position)
         for iteration in manifest.iterations
         for position, task in enumerate(iteration.tasks)
     }
+    if not isinstance(header, dict) or header.get("manifest_sha256") != manifest_sha256:
+        # A kill between compaction's rename and the journal's removal leaves the old
+        # journal beside the new manifest that already holds every line of it: not stale.
+        return 0 if _journal_contained(lines[1:], positions) else None
     touched: dict[int, Iteration] = {}
     applied = 0
     for line in lines[1:]:
         try:
             task = PlanTask.model_validate(json.loads(line)["task"])
-        except (ValueError, KeyError, TypeError, ValidationError):
+        except (ValueError, KeyError, TypeError, ValidationError, RecursionError):
             break
         found = positions.get(task.id)
         if found is None:
@@ -238,6 +240,22 @@ def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> i
     for iteration in touched.values():
         iteration.refresh_status()
     return applied
+
+
+def _journal_contained(lines: list[str], positions: dict[str, tuple[Iteration, int]]) -> bool:
+    """Whether each task's last complete journal line equals its state in the manifest."""
+    last: dict[str, dict] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)["task"]
+            last[entry["id"]] = entry
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # a line torn by a crash was never acknowledged
+    for task_id, entry in last.items():
+        place = positions.get(task_id)
+        if place is None or place[0].tasks[place[1]].model_dump(mode="json") != entry:
+            return False
+    return bool(last)
 
 
 class PlanStore:
@@ -468,8 +486,10 @@ class PlanLock:
 
     The lock itself is a ``filelock.FileLock`` (``flock``), which the kernel
     drops when the holding process dies: a stale lock is simply acquirable. The
-    holder's pid and start time are written to a side file (``<lock>.json``) so
-    a refused second run can say who holds the plan.
+    holder's pid, host, start time and running tasks are written to a side file
+    (``<lock>.json``, atomically, not fsynced: it is only informative) so a
+    refused second run and ``rad status`` can say who holds the plan and what
+    it is doing.
     """
 
     def __init__(self, path: Path) -> None:
@@ -478,6 +498,7 @@ class PlanLock:
         self.path = path
         self.info_path = path.with_name(path.name + ".json")
         self._lock = FileLock(str(path), timeout=0)
+        self._info: dict[str, object] = {}
 
     def acquire(self) -> None:
         from filelock import Timeout
@@ -491,17 +512,54 @@ class PlanLock:
             ) from None
         except OSError as exc:
             raise CheckpointWriteError(f"cannot create lock file {self.path}: {exc.strerror}") from None
-        info = {"pid": os.getpid(), "started_at": int(time.time()), "host": os.uname().nodename}
+        self._info = {"pid": os.getpid(), "started_at": int(time.time()), "host": os.uname().nodename, "current_tasks": []}
+        self._write_info()
+
+    def note_running(self, task_ids: Iterable[str]) -> None:
+        """Record the tasks running now (for ``rad status``); cheap, best effort."""
+        self._info["current_tasks"] = list(task_ids)
+        self._write_info()
+
+    def _write_info(self) -> None:
         with contextlib.suppress(OSError):
-            atomic_write_text(self.info_path, json.dumps(info))
+            atomic_write_text(self.info_path, json.dumps(self._info), durable=False)
+
+    @staticmethod
+    def live_holder(info_path: Path) -> dict | None:
+        """The holder's details if its side file names a live process on this host, else None.
+
+        A run killed with ``kill -9`` leaves its side file behind; its pid is
+        then dead, and the plan is not running.
+        """
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+            pid = int(info["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if info.get("host") not in (None, os.uname().nodename) or pid == os.getpid():
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass  # alive, owned by someone else
+        except OSError:
+            return None
+        return info
+
+    @staticmethod
+    def describe(info: dict) -> str:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("started_at", 0)))
+        return f"pid {info['pid']} on {info.get('host', '?')}, started {started}"
 
     def _describe_holder(self) -> str:
-        try:
-            info = json.loads(self.info_path.read_text(encoding="utf-8"))
-            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started_at"]))
-            return f"pid {info['pid']} on {info.get('host', '?')}, started {started}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "holder unknown"
+        info = self.live_holder(self.info_path)
+        if info is None:
+            # The holder takes the lock, then writes its details: we looked in between
+            # (or saw the note of a run that has since died).
+            return "a process that has just started and not yet written its details"
+        return self.describe(info)
 
     def release(self) -> None:
         with contextlib.suppress(OSError):

@@ -178,6 +178,8 @@ class Workspace:
                 f"{identifier} matches several plans: {names}", hint="name the plan folder instead"
             )
         available = ", ".join(p.name for p in plans[:10]) or "none"
+        if len(plans) > 10:
+            available += f" and {len(plans) - 10} more"
         raise PlanNotFoundError(
             f"no plan {identifier!r} in workspace {self.root}",
             hint=f"plans here: {available}; see `rad status`",

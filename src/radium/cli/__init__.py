@@ -12,14 +12,28 @@ Subcommands live in their own modules and are imported only when invoked, so
 
 from __future__ import annotations
 
-import importlib
 import os
+import signal
 import sys
-from pathlib import Path
 
-import click
 
-from radium.errors import ExitCode, RadiumError, redact
+def _interrupted_during_startup(signum, frame) -> None:  # noqa: ANN001
+    """Ctrl+C while the command line is still being imported: exit quietly, no traceback."""
+    os.write(2, b"Interrupted.\n")
+    os._exit(130)
+
+
+# Installed before the (comparatively slow) imports below; ``main`` puts Python's
+# own handler back once it can turn KeyboardInterrupt into a clean exit.
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_during_startup)
+
+import importlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+
+from radium.errors import ExitCode, RadiumError, redact  # noqa: E402
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("radium.cli.init_cmd", "init"),
@@ -100,6 +114,8 @@ def main(argv: list[str] | None = None) -> None:
         "RADIUM_DEBUG", ""
     ) not in ("", "0")
     try:
+        if signal.getsignal(signal.SIGINT) is _interrupted_during_startup:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         code = cli.main(args=argv, prog_name="rad", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code

@@ -104,6 +104,8 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
     notes: list[str] = [f"agent files: {message}" for message in registry.errors]
 
     kind = looks_like_plan(source.text)
+    if kind is None and source.source_name.lower().endswith(".json"):
+        _refuse_broken_json(source)  # a broken JSON plan is not a free-form spec for the planner
     if kind is not None:
         manifest = parse_plan_text(source.text, source.source_name)
         structure = validate_plan(manifest)
@@ -136,6 +138,22 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
         workspace, manifest, source.text, requirement=requirement, name=name, stage=stage
     )
     _report(workspace.root, created, how, notes)
+
+
+def _refuse_broken_json(source) -> None:  # noqa: ANN001
+    import json
+
+    from radium.errors import InvalidDataError
+
+    try:
+        json.loads(source.text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(
+            f"{source.source_name}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="fix the JSON plan file",
+        ) from None
+    except RecursionError:
+        raise InvalidDataError(f"{source.source_name}: JSON nested too deeply", hint="fix the JSON plan file") from None
 
 
 def _report(root: Path, created, how: str, notes: list[str]) -> None:  # noqa: ANN001

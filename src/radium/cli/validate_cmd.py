@@ -15,10 +15,12 @@ import click
 def validate(settings, plan_id: str, as_json: bool, no_prompts: bool) -> None:  # noqa: ANN001
     """Check PLAN without running it.
 
-    Errors: duplicate ids, unknown dependencies, dependency cycles,
-    dependencies on a later iteration, tasks with no agent or an unknown one,
-    unreadable prompt files. Warnings: empty iterations, unknown template
-    variables, duplicate agent files. Exit 0 when there are no errors
+    Errors: ids that cannot be file names, output paths outside the plan's
+    artifacts, duplicate ids, unknown dependencies, dependency cycles,
+    dependencies on a later iteration, tasks with an unknown agent,
+    unreadable prompt files, agent files that do not load (as in rad craft).
+    Warnings: empty iterations, tasks with no agent (skipped by rad craft),
+    unknown template variables, duplicate agent files. Exit 0 when there are no errors
     (warnings allowed), 2 when there are.
 
     PLAN is a requirement id (REQ-001), a plan folder name, a plan directory,
@@ -33,17 +35,19 @@ def validate(settings, plan_id: str, as_json: bool, no_prompts: bool) -> None:  
     manifest = ref.store().load()
     registry = discover_agents(workspace)
     report = validate_plan(manifest, registry, check_prompts=not no_prompts)
-    # An agent file that does not load explains "unknown agent" errors: show it.
-    agent_file_errors = [Problem("invalid-agent-file", f"invalid agent file {e}") for e in registry.errors]
-    warnings = [*report.warnings, *agent_file_errors]
+    # A broken agent file is an error here as in `rad craft` and `--dry-run` (one rule
+    # for all three), whether or not a task uses it: it may be the agent a task meant.
+    agent_file_errors = [Problem("invalid-agent-file", f"invalid agent file {e} (fix or remove it)") for e in registry.errors]
+    errors = [*report.errors, *agent_file_errors]
+    warnings = report.warnings
 
     if as_json:
         click.echo(
             json.dumps(
                 {
-                    "ok": report.ok,
+                    "ok": not errors,
                     "plan": str(ref.manifest_path),
-                    "errors": [p.to_dict() for p in report.errors],
+                    "errors": [p.to_dict() for p in errors],
                     "warnings": [p.to_dict() for p in warnings],
                 },
                 indent=2,
@@ -51,7 +55,7 @@ def validate(settings, plan_id: str, as_json: bool, no_prompts: bool) -> None:  
             )
         )
     else:
-        for problem in report.errors:
+        for problem in errors:
             click.echo(f"error [{problem.code}]: {problem.message}")
         for problem in warnings:
             click.echo(f"warning [{problem.code}]: {problem.message}")
@@ -61,14 +65,12 @@ def validate(settings, plan_id: str, as_json: bool, no_prompts: bool) -> None:  
             f"{where} ({manifest.project_name}, {_count(len(manifest.iterations), 'iteration')}, "
             f"{_count(total, 'task')})"
         )
-        if report.errors:
-            click.echo(
-                f"✗ {label}: {_count(len(report.errors), 'error')}, {_count(len(warnings), 'warning')}"
-            )
+        if errors:
+            click.echo(f"✗ {label}: {_count(len(errors), 'error')}, {_count(len(warnings), 'warning')}")
         else:
             extra = f" ({_count(len(warnings), 'warning')})" if warnings else ""
             click.echo(f"✓ {label} is valid{extra}")
-    if report.errors:
+    if errors:
         raise click.exceptions.Exit(int(ExitCode.USAGE))
 
 

@@ -505,12 +505,18 @@ class PlanExecutor:
             iteration.refresh_status()
 
         selected = self._select(manifest)
+        if self.agents is not None:
+            # A task naming no agent is skipped, as the original Radium did ("No agent
+            # assigned, skipping"): it stays pending and its dependents are blocked.
+            selected = [
+                (iteration, kept)
+                for iteration, tasks in selected
+                if (kept := [t for t in tasks if t.agent_id])
+            ]
         for _, tasks in selected:
             for task in tasks:
                 agent = self.agent_for(task)
                 if self.agents is not None:
-                    if not task.agent_id:
-                        raise PlanValidationError(f"task {task.id} names no agent", hint="add - Agent: <id>")
                     if agent is None:
                         known = ", ".join(sorted(self.agents.agents)) or "none"
                         raise AgentNotFoundError(
@@ -942,8 +948,16 @@ class PlanExecutor:
             "sanity_limit": f"Reached sanity limit ({CONTINUOUS_SANITY_LIMIT}). Stopping execution.",
             "failed": "Execution stopped: a task failed.",
             "blocked": "Execution finished with blocked tasks.",
-            "interrupted": "Execution aborted by user. Progress saved to plan_manifest.json",
-            "filtered": "Selected tasks finished.",
+            "interrupted": (
+                "Execution aborted by user. Progress saved to plan_manifest.json"
+                if self.interrupt_exit_code == ExitCode.SIGINT
+                else "Execution stopped by SIGTERM. Progress saved to plan_manifest.json"
+            ),
+            "filtered": (
+                "Selected tasks finished."
+                if self.config.only_task or self.config.only_iteration
+                else f"Execution finished; {remaining} task(s) naming no agent were skipped."
+            ),
         }
         exit_codes = {
             "failed": ExitCode.TASK_FAILED,

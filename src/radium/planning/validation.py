@@ -10,11 +10,11 @@ Errors (a plan with any of them does not run; exit 2):
 * ``unknown-dependency``: a dependency names no task (with a "did you mean");
 * ``cycle``: dependencies loop (the loop is printed, ``I1.T1 → I1.T2 → I1.T1``);
 * ``forward-dependency``: a task depends on a task of a later iteration;
-* ``no-agent``: a task names no agent;
 * ``unknown-agent``: a task names an agent no agent file defines;
 * ``missing-prompt``: an agent's prompt file cannot be read.
 
-Warnings (reported, the plan still runs): ``empty-iteration``,
+Warnings (reported, the plan still runs): ``no-agent`` (a task names no
+agent: like the original Radium, ``rad craft`` skips it), ``empty-iteration``,
 ``unknown-placeholder`` (a template names a variable Radium does not set),
 and agent-file duplicates.
 
@@ -168,7 +168,8 @@ def _check_structure(manifest: PlanManifest, report: ValidationReport) -> None:
                     report.errors.append(
                         Problem(
                             "unknown-dependency",
-                            f"task {task.id} depends on unknown task {dep}{_suggest(dep, all_ids)}",
+                            f"task {task.id} depends on unknown task {dep}"
+                            f"{_suggest(dep, [i for i in all_ids if i != task.id])}",
                             task.id,
                         )
                     )
@@ -236,7 +237,10 @@ def _check_agents(
     known = sorted(agents.agents)
     for _, task in manifest.tasks():
         if not task.agent_id:
-            report.errors.append(Problem("no-agent", f"task {task.id} names no agent", task.id))
+            # The original Radium skips such a task ("No agent assigned, skipping"); so does rad craft.
+            report.warnings.append(
+                Problem("no-agent", f"task {task.id} names no agent: rad craft skips it (tasks depending on it are blocked)", task.id)
+            )
         elif agents.get(task.agent_id) is None:
             hint = _suggest(task.agent_id, known) or (f" (known: {', '.join(known)})" if known else "")
             report.errors.append(
@@ -260,7 +264,7 @@ def _check_agents(
                 Problem(
                     "missing-prompt",
                     f"agent {agent_id} (used by {first_task}): cannot read prompt file "
-                    f"{agent.prompt_file}: {exc.strerror}",
+                    f"{agent.prompt_file}: {exc.strerror} ({agent.prompt_hint(exc)})",
                     first_task,
                 )
             )
