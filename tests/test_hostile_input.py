@@ -195,13 +195,15 @@ def test_ids_that_cannot_be_file_names_are_validation_errors(tmp_path: Path, tas
     assert validate.returncode == 2 and "error [bad-id]" in validate.stdout
 
 
-def test_a_deeply_nested_manifest_is_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("depth", [500, 100_000])  # parses but could not be written back; does not parse
+def test_a_deeply_nested_manifest_is_one_line(tmp_path: Path, depth: int) -> None:
     ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")]))
     path = plan_dir(ws) / "plan" / "plan_manifest.json"
     data = json.loads(path.read_text())
-    path.write_text(json.dumps(data)[:-1] + ', "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    path.write_text(json.dumps(data)[:-1] + ', "x": ' + "[" * depth + "]" * depth + "}")
     assert_refused(run_rad("craft", "REQ-001", cwd=ws), str(path), "nested too deeply")
     assert_refused(run_rad("status", "REQ-001", cwd=ws), "nested too deeply")
+    assert not (plan_dir(ws) / "artifacts").exists()
 
 
 def test_a_non_utf8_manifest_is_one_line(tmp_path: Path) -> None:

@@ -115,16 +115,39 @@ def read_json(path: Path, what: str) -> object:
             f"{path}: not UTF-8 text (byte {exc.start})", hint=f"save the {what} as UTF-8 or restore it"
         ) from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidDataError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint=f"fix or restore the {what}",
         ) from None
     except RecursionError:
+        data = None
+    if data is None or _deeper_than(data, MAX_JSON_DEPTH):
+        # Deeper data could not be written back (serializers have depth limits): refuse it now.
         raise InvalidDataError(
-            f"{path}: JSON nested too deeply to be a {what}", hint=f"fix or restore the {what}"
-        ) from None
+            f"{path}: JSON nested too deeply to be a {what} (more than {MAX_JSON_DEPTH} levels)",
+            hint=f"fix or restore the {what}",
+        )
+    return data
+
+
+MAX_JSON_DEPTH = 64
+"""A manifest is about six levels deep; unknown keys may add some, not hundreds."""
+
+
+def _deeper_than(data: object, limit: int) -> bool:
+    """Whether JSON data nests containers more than ``limit`` levels (iterative, no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values() if isinstance(child, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value if isinstance(child, (dict, list)))
+    return False
 
 
 def load_manifest(path: Path) -> PlanManifest:
