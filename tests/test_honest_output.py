@@ -114,7 +114,12 @@ def test_ctrl_c_while_the_command_line_is_still_importing_prints_no_traceback(tm
         "sys.argv = ['rad', '--version']\n"
         "import runpy; runpy.run_module('radium', run_name='__main__')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=rad_env(tmp_path))
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
+    # child the disposition a terminal's foreground process has.
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=rad_env(tmp_path),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert "Traceback" not in result.stderr and "KeyboardInterrupt" not in result.stderr, result.stderr
     assert result.returncode == 130 and result.stderr.strip() == "Interrupted."
 
