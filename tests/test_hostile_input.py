@@ -146,6 +146,11 @@ def test_an_unknown_context_setting_is_an_error(tmp_path: Path) -> None:
     assert_refused(run_rad("craft", "REQ-001", cwd=ws), "context.allow", "allow_dirs")
 
 
+def test_rad_plan_of_a_device_is_refused_without_eating_memory(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws")
+    assert_refused(run_rad("plan", "/dev/zero", cwd=ws, timeout=30), "/dev/zero is larger than 10,485,760 bytes")
+
+
 # ---------------------------------------------------------------- symlinks out of the workspace
 
 
