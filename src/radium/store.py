@@ -11,9 +11,10 @@ Guarantees:
   its output.
 * **Failures are loud.** A checkpoint that cannot be written raises
   ``CheckpointWriteError`` naming the path; the previous checkpoint is intact.
-* **One writer per plan.** ``PlanLock`` holds an OS-level lock (``filelock``)
-  for the whole run; the kernel releases it when the holder dies, so a stale
-  lock from a killed process is taken over without any cleanup step.
+* **One writer per plan.** ``PlanLock`` (``radium.lock``) holds an OS-level
+  lock (``filelock``) for the whole run; the kernel releases it when the holder
+  dies, so a stale lock from a killed process is taken over without any cleanup
+  step.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from radium.errors import CheckpointWriteError, InvalidDataError, PlanLockedError
+from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
+
+if TYPE_CHECKING:
+    from radium.lock import PlanLock
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
@@ -496,95 +500,11 @@ class PlanStore:
 
     @contextlib.contextmanager
     def lock(self) -> Iterator["PlanLock"]:
+        from radium.lock import PlanLock
+
         plan_lock = PlanLock(self.manifest_path.parent / ".craft.lock")
         plan_lock.acquire()
         try:
             yield plan_lock
         finally:
             plan_lock.release()
-
-
-class PlanLock:
-    """Exclusive "one run per plan" lock, naming its holder.
-
-    The lock itself is a ``filelock.FileLock`` (``flock``), which the kernel
-    drops when the holding process dies: a stale lock is simply acquirable. The
-    holder's pid, host, start time and running tasks are written to a side file
-    (``<lock>.json``, atomically, not fsynced: it is only informative) so a
-    refused second run and ``rad status`` can say who holds the plan and what
-    it is doing.
-    """
-
-    def __init__(self, path: Path) -> None:
-        from filelock import FileLock
-
-        self.path = path
-        self.info_path = path.with_name(path.name + ".json")
-        self._lock = FileLock(str(path), timeout=0)
-        self._info: dict[str, object] = {}
-
-    def acquire(self) -> None:
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise PlanLockedError(
-                f"plan is being executed by another rad craft ({self._describe_holder()})",
-                hint=f"wait for it to finish or stop it; lock file {self.path}",
-            ) from None
-        except OSError as exc:
-            raise CheckpointWriteError(f"cannot create lock file {self.path}: {exc.strerror}") from None
-        self._info = {"pid": os.getpid(), "started_at": int(time.time()), "host": os.uname().nodename, "current_tasks": []}
-        self._write_info()
-
-    def note_running(self, task_ids: Iterable[str]) -> None:
-        """Record the tasks running now (for ``rad status``); cheap, best effort."""
-        self._info["current_tasks"] = list(task_ids)
-        self._write_info()
-
-    def _write_info(self) -> None:
-        with contextlib.suppress(OSError):
-            atomic_write_text(self.info_path, json.dumps(self._info), durable=False)
-
-    @staticmethod
-    def live_holder(info_path: Path) -> dict | None:
-        """The holder's details if its side file names a live process on this host, else None.
-
-        A run killed with ``kill -9`` leaves its side file behind; its pid is
-        then dead, and the plan is not running.
-        """
-        try:
-            info = json.loads(info_path.read_text(encoding="utf-8"))
-            pid = int(info["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
-        if info.get("host") not in (None, os.uname().nodename) or pid == os.getpid():
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            pass  # alive, owned by someone else
-        except OSError:
-            return None
-        return info
-
-    @staticmethod
-    def describe(info: dict) -> str:
-        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("started_at", 0)))
-        return f"pid {info['pid']} on {info.get('host', '?')}, started {started}"
-
-    def _describe_holder(self) -> str:
-        info = self.live_holder(self.info_path)
-        if info is None:
-            # The holder takes the lock, then writes its details: we looked in between
-            # (or saw the note of a run that has since died).
-            return "a process that has just started and not yet written its details"
-        return self.describe(info)
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            self.info_path.unlink()
-        self._lock.release()

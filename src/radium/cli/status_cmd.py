@@ -65,7 +65,7 @@ def status(settings_obj, plan, json_output):
 def _plan_status(label, ref, manifest) -> dict:
     from radium.models import TaskStatus
 
-    from radium.store import PlanLock
+    from radium.lock import PlanLock
 
     completed, total = manifest.counts()
     tasks = [t for _, t in manifest.tasks()]
