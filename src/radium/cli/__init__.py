@@ -23,9 +23,17 @@ def _interrupted_during_startup(signum, frame) -> None:  # noqa: ANN001
     os._exit(130)
 
 
+def _started_as_cli() -> bool:
+    """Whether this process is the ``rad`` command (not a program importing radium.cli)."""
+    program = sys.argv[0] if sys.argv else ""
+    return os.path.basename(program) in ("rad", "rad.exe", "rad-script.py") or program.endswith(
+        os.path.join("radium", "__main__.py")
+    )
+
+
 # Installed before the (comparatively slow) imports below; ``main`` puts Python's
 # own handler back once it can turn KeyboardInterrupt into a clean exit.
-if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+if _started_as_cli() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _interrupted_during_startup)
 
 import importlib  # noqa: E402
