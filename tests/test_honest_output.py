@@ -98,6 +98,27 @@ def test_validate_and_dry_run_agree_on_a_broken_unused_agent_file(tmp_path: Path
     assert "unused.toml" in dry.stderr
 
 
+def test_validate_and_dry_run_agree_on_a_missing_key_and_a_refused_context_file(tmp_path: Path) -> None:
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1", agent="remote")]), agents=())
+    write_agent(ws, "remote", engine="openai", model="gpt-x")
+    validate = run_rad("validate", "REQ-001", cwd=ws)
+    dry = run_rad("craft", "REQ-001", "--dry-run", cwd=ws)
+    assert validate.returncode == dry.returncode == 2
+    assert "error [engine]: agent remote (used by I1.T1)" in validate.stdout and "OPENAI_API_KEY" in validate.stdout
+    assert "OPENAI_API_KEY" in dry.stderr
+
+    env = rad_env(ws, {"OPENAI_API_KEY": "sk-test-0000000000000000"})
+    (tmp_path / "outside.md").write_text("private\n")
+    (ws / "AGENTS.md").write_text(f"@{tmp_path / 'outside.md'}\n")
+    validate = run_rad("validate", "REQ-001", cwd=ws, env=env)
+    dry = run_rad("craft", "REQ-001", "--dry-run", cwd=ws, env=env)
+    assert validate.returncode == dry.returncode == 2
+    assert "outside the workspace" in validate.stdout and "outside the workspace" in dry.stderr
+    (ws / "AGENTS.md").unlink()
+    assert run_rad("validate", "REQ-001", cwd=ws, env=env).returncode == 0
+    assert run_rad("craft", "REQ-001", "--dry-run", cwd=ws, env=env).returncode == 0
+
+
 # ---------------------------------------------------------------- signals
 
 
