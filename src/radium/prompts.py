@@ -116,8 +116,10 @@ class ContextPolicy:
         return any(path == root or path.is_relative_to(root) for root in self.roots)
 
 
-def read_bounded_text(path: Path, max_bytes: int, what: str, hint: str) -> str:
+def read_bounded_text(path: Path, max_bytes: int, label: str, hint: str) -> str:
     """A regular file's UTF-8 text, refusing FIFOs, devices, directories and files over ``max_bytes``.
+
+    ``label`` names the file in messages (``context file /x (imported at /y:3)``).
 
     The type and size are checked with ``stat`` before the file is opened, so a
     FIFO cannot block and ``/dev/zero`` cannot fill memory; at most
@@ -130,9 +132,9 @@ def read_bounded_text(path: Path, max_bytes: int, what: str, hint: str) -> str:
         info = os.stat(path)
         if not stat.S_ISREG(info.st_mode):
             kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory" if stat.S_ISDIR(info.st_mode) else "a device or special file"
-            raise InvalidDataError(f"{what} {path} is {kind}, not a regular file", hint=hint)
+            raise InvalidDataError(f"{label} is {kind}, not a regular file", hint=hint)
         too_big = InvalidDataError(
-            f"{what} {path} is larger than the limit of {max_bytes:,} bytes",
+            f"{label} is larger than the limit of {max_bytes:,} bytes",
             hint="shorten it, or raise [context] max_file_bytes in .radium/config.toml",
         )
         if info.st_size > max_bytes:
@@ -140,13 +142,13 @@ def read_bounded_text(path: Path, max_bytes: int, what: str, hint: str) -> str:
         with open(path, "rb") as handle:
             data = handle.read(max_bytes + 1)
     except OSError as exc:
-        raise MissingConfigurationError(f"cannot read {what} {path}: {exc.strerror}", hint=hint) from None
+        raise MissingConfigurationError(f"cannot read {label}: {exc.strerror}", hint=hint) from None
     if len(data) > max_bytes:
         raise too_big
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidDataError(f"{what} {path} is not UTF-8 text", hint="save it as UTF-8") from None
+        raise InvalidDataError(f"{label} is not UTF-8 text", hint="save it as UTF-8") from None
 
 
 def load_context_file(
@@ -165,7 +167,7 @@ def load_context_file(
 
 def _expand(path: Path, stack: tuple[Path, ...], origin: tuple[Path, int] | None, policy: ContextPolicy, hint: str) -> str:
     where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
-    text = read_bounded_text(path, policy.max_file_bytes, f"context file{where}", hint)
+    text = read_bounded_text(path, policy.max_file_bytes, f"context file {path}{where}", hint)
     out: list[str] = []
     in_fence = False
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
