@@ -173,6 +173,17 @@ def test_artifacts_linked_outside_the_plan_are_refused(tmp_path: Path) -> None:
     assert list(target.iterdir()) == []
 
 
+@pytest.mark.parametrize("name", ["plan_manifest.journal", ".craft.lock"])
+def test_state_files_written_in_place_may_not_be_symlinks(tmp_path: Path, name: str) -> None:
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")]))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (plan_dir(ws) / "plan" / name).symlink_to(victim)
+    assert_refused(run_rad("craft", "REQ-001", cwd=ws), name, "symlink")
+    assert victim.read_text() == "precious\n"
+    assert_nothing_ran(ws)
+
+
 def test_a_radium_tree_linked_outside_is_refused(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws")
     target = tmp_path / "shared-plans"

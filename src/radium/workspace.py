@@ -113,6 +113,15 @@ class Workspace:
         inside = plan_dir.resolve()
         for sub in (ref.manifest_path.parent, plan_dir / "artifacts", plan_dir / "artifacts" / "tasks"):
             _require_inside(sub, inside, f"the plan folder {inside}")
+        # Files opened in place (appended to, locked) must not be links: writing through one
+        # would change whatever file it points at.
+        state_dir = ref.manifest_path.parent
+        for name in (ref.manifest_path.stem + ".journal", ".craft.lock", ".craft.lock.json"):
+            if (state_dir / name).is_symlink():
+                raise InvalidDataError(
+                    f"{state_dir / name} is a symlink; Radium writes this file in place",
+                    hint="delete the link (Radium recreates the file)",
+                )
 
     # ------------------------------------------------------------ config
 
