@@ -27,8 +27,8 @@ def main(n: int, per: int | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ws = Path(tmp)
         subprocess.run([sys.executable, "-m", "radium", "init", str(ws)], check=True, capture_output=True)
-        (ws / "agents").mkdir()
-        (ws / "prompts").mkdir()
+        (ws / "agents").mkdir(exist_ok=True)  # rad init leaves starters there
+        (ws / "prompts").mkdir(exist_ok=True)
         (ws / "prompts" / "w.md").write_text("Do {{task_id}}: {{task_title}}.\n")
         (ws / "agents" / "w.toml").write_text(
             '[agent]\nid = "w"\nname = "W"\ndescription = ""\nprompt_path = "../prompts/w.md"\nengine = "mock"\n'

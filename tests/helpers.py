@@ -103,6 +103,8 @@ def make_workspace(root: Path, plan: dict | None = None, *, slug: str = "test", 
     root.mkdir(parents=True, exist_ok=True)
     result = run_rad("init", str(root), cwd=root)
     assert result.returncode == 0, result.stderr
+    for starter in ("agents/example.toml", "prompts/example.md", "plan.md"):
+        (root / starter).unlink(missing_ok=True)  # tests define exactly the agents they use
     for agent_id in agents:
         write_agent(root, agent_id)
     if plan is not None:

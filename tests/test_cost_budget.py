@@ -64,9 +64,9 @@ def test_unknown_price_is_unknown_never_zero(tmp_path: Path) -> None:
 
 def test_agent_price_override_prices_a_self_hosted_model(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", chain(1), agents=())
-    (ws / "prompts").mkdir()
+    (ws / "prompts").mkdir(exist_ok=True)
     (ws / "prompts" / "writer.md").write_text("Do {{task_id}}.", encoding="utf-8")
-    (ws / "agents").mkdir()
+    (ws / "agents").mkdir(exist_ok=True)
     (ws / "agents" / "writer.toml").write_text(
         '[agent]\nid = "writer"\nname = "W"\nprompt_path = "../prompts/writer.md"\nengine = "mock"\n'
         "price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }\n",

@@ -36,7 +36,6 @@ def validate(ws: Path, *args: str) -> subprocess.CompletedProcess[str]:
         ("unknown_dependency", "unknown-dependency", "task I1.T2 depends on unknown task I1-T1 (did you mean I1.T1?)"),
         ("cycle", "cycle", "dependency cycle: I1.T1 → I1.T3 → I1.T2 → I1.T1"),
         ("forward_dependency", "forward-dependency", "task I1.T1 (iteration I1) depends on I2.T1 of later iteration I2"),
-        ("no_agent", "no-agent", "task I1.T2 names no agent"),
         ("unknown_agent", "unknown-agent", "task I1.T1 uses unknown agent writter (did you mean writer?)"),
         ("missing_prompt", "missing-prompt", "agent broken (used by I1.T1): cannot read prompt file"),
     ],

@@ -4,7 +4,7 @@
 
     [agent]
     id = "writer"                    # kebab-case, unique
-    name = "Writer"
+    name = "Writer"                  # optional (default: the id)
     description = "Writes things"
     prompt_path = "../prompts/writer.md"   # relative to this file (or the workspace root), or absolute
     engine = "openai"                # mock | openai | openai-compatible | ollama | anthropic | gemini | command
@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from radium.engines import ENGINE_NAMES, EngineSettings, canonical_engine_name
-from radium.errors import InvalidDataError
+from radium.errors import InvalidDataError, register_secret_variable
 from radium.store import format_validation_error
 from radium.workspace import Workspace, load_toml
 
@@ -54,7 +54,8 @@ class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str
-    name: str
+    name: str = ""
+    """Optional; defaults to the id."""
     description: str = ""
     prompt_path: str
     engine: str
@@ -82,6 +83,13 @@ class AgentConfig(BaseModel):
         if not _KEBAB.match(value):
             raise ValueError("must be kebab-case: lowercase letters, digits and single dashes")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_defaults_to_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("name") and isinstance(data.get("id"), str):
+            data = {**data, "name": data["id"]}
+        return data
 
     @field_validator("engine")
     @classmethod
@@ -128,6 +136,16 @@ class AgentConfig(BaseModel):
             values["engine"] = canonical_engine_name(overrides["engine"]) or overrides["engine"]
         return EngineSettings(**values)
 
+    def prompt_hint(self, exc: OSError) -> str:
+        """What to do when the prompt file cannot be read: the fix depends on why."""
+        import errno
+
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"make {self.prompt_file} readable by this user (its permissions refuse it)"
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.ENAMETOOLONG):
+            return f"fix prompt_path in {self.source}"
+        return f"check {self.prompt_file}"
+
     def read_prompt(self) -> str:
         """The prompt template's text (``MissingConfigurationError`` if unreadable)."""
         from radium.errors import MissingConfigurationError
@@ -137,7 +155,7 @@ class AgentConfig(BaseModel):
         except OSError as exc:
             raise MissingConfigurationError(
                 f"agent {self.id}: cannot read prompt file {self.prompt_file}: {exc.strerror}",
-                hint=f"fix prompt_path in {self.source}",
+                hint=self.prompt_hint(exc),
             ) from None
         except UnicodeDecodeError:
             raise InvalidDataError(
@@ -183,7 +201,7 @@ def discover_agents(workspace: Workspace) -> AgentRegistry:
             try:
                 agent = load_agent_file(path, workspace.root)
             except InvalidDataError as exc:
-                registry.errors.append(str(exc))
+                registry.errors.append(exc.message)  # the one hint is added where it is reported
                 continue
             existing = registry.agents.get(agent.id)
             if existing is not None:
@@ -192,6 +210,8 @@ def discover_agents(workspace: Workspace) -> AgentRegistry:
                 )
                 continue
             registry.agents[agent.id] = agent
+            if agent.api_key_env:
+                register_secret_variable(agent.api_key_env)  # its value is redacted everywhere
     return registry
 
 

@@ -34,6 +34,7 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
         ├── WorkspaceNotFoundError      no ``.radium/`` here or above
         ├── PlanLockedError             another ``rad craft`` runs this plan
         ├── PlanExistsError             ``rad plan`` would overwrite a plan
+        ├── UsageError                  contradictory command-line options
         └── CheckpointWriteError        the manifest could not be saved
 
 ``exit_code`` is what the CLI exits with when the error reaches it: ``2`` for
@@ -45,6 +46,7 @@ result carries exit code 1.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 
@@ -301,6 +303,12 @@ class PlanExistsError(FatalError):
     kind = "plan exists"
 
 
+class UsageError(FatalError):
+    """The command line contradicts itself (``--resume --restart``…)."""
+
+    kind = "usage"
+
+
 class CheckpointWriteError(FatalError):
     """The checkpoint could not be written; the previous one is intact."""
 
@@ -311,14 +319,70 @@ class CheckpointWriteError(FatalError):
 # Secrets that must never reach a message: provider keys look like these.
 _KEY_SHAPES = re.compile(r"\b(sk-[A-Za-z0-9_\-]{8,}|sk-ant-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{20,})")
 
+PROVIDER_KEY_VARIABLES = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+"""The variables whose values are always treated as secrets (plus every agent's ``api_key_env``)."""
+
+FRAGMENT_CHARS = 8
+"""A run of this many characters of a known key, or more, is redacted wherever it appears."""
+
+_secret_variables: set[str] = set(PROVIDER_KEY_VARIABLES)
+
+
+def register_secret_variable(name: str) -> None:
+    """Treat the value of environment variable ``name`` as a secret from now on (an agent's ``api_key_env``)."""
+    _secret_variables.add(name)
+
+
+def known_secrets() -> tuple[str, ...]:
+    """The current values of every secret variable (provider keys and registered ``api_key_env``)."""
+    import os
+
+    values = {os.environ.get(name, "").strip() for name in _secret_variables}
+    return tuple(sorted(v for v in values if len(v) >= 4))
+
+
+@functools.lru_cache(maxsize=32)
+def _fragment_pattern(secrets: tuple[str, ...]) -> "re.Pattern[str] | None":
+    grams = {s[i : i + FRAGMENT_CHARS] for s in secrets for i in range(len(s) - FRAGMENT_CHARS + 1)}
+    if not grams:
+        return None
+    return re.compile("|".join(re.escape(g) for g in sorted(grams, key=len, reverse=True)))
+
+
+def _redact_fragments(text: str, secrets: tuple[str, ...]) -> str:
+    """Replace every run of ``FRAGMENT_CHARS`` or more characters that occurs in a secret."""
+    pattern = _fragment_pattern(secrets)
+    if pattern is None:
+        return text
+    out: list[str] = []
+    position = 0
+    while True:
+        match = pattern.search(text, position)
+        if match is None:
+            break
+        start, end = match.start(), match.end()
+        # Extend the run as far as it is still part of one of the secrets.
+        while end < len(text) and any(text[start : end + 1] in s for s in secrets):
+            end += 1
+        out.append(text[position:start])
+        out.append("[REDACTED]")
+        position = end
+    out.append(text[position:])
+    return "".join(out)
+
 
 def redact(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """Remove known secret values, and anything shaped like a provider key, from ``text``.
+    """Remove secrets from ``text``: the given values, every known key (``known_secrets``),
+    any run of 8+ characters of one of them, and anything shaped like a provider key.
 
-    Providers sometimes echo part of a bad key back in a 401 body; messages are
-    passed through here before they are stored, printed or emitted.
+    Providers sometimes echo part of a bad key back in a 401 body, and a model
+    may repeat a key it saw; messages and model outputs are passed through here
+    before they are stored, printed or emitted.
     """
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "[REDACTED]")
+    every = tuple(sorted({s.strip() for s in (*secrets, *known_secrets()) if s and len(s.strip()) >= 4}))
+    for secret in sorted(every, key=len, reverse=True):
+        text = text.replace(secret, "[REDACTED]")
+    long_enough = tuple(s for s in every if len(s) >= FRAGMENT_CHARS)
+    if long_enough:
+        text = _redact_fragments(text, long_enough)
     return _KEY_SHAPES.sub("[REDACTED]", text)

@@ -35,7 +35,9 @@ folder, then every ``--context-file`` and every file in the config's
 ``context_files``. A line ``@path`` (outside code fences) is replaced by that
 file's content, ``path`` being relative to the importing file; imports nest,
 an import cycle is cut with a note, and a missing file is an error naming the
-importing file and line.
+importing file and line. ``AGENTS.md`` and imports must stay inside the
+workspace (or a directory of ``[context] allow_dirs``), and every context file
+must be a regular file within the size limit (``ContextPolicy``).
 """
 
 from __future__ import annotations
@@ -93,23 +95,79 @@ class ContextFile:
     text: str
 
 
-def load_context_file(path: Path, label: str | None = None) -> ContextFile:
-    """Read ``path`` and expand its ``@path`` import lines (cycle-safe)."""
-    return ContextFile(path, label or path.name, _expand(path.resolve(), (), None))
+DEFAULT_MAX_FILE_BYTES = 1024 * 1024
 
 
-def _expand(path: Path, stack: tuple[Path, ...], origin: tuple[Path, int] | None) -> str:
+@dataclass(frozen=True)
+class ContextPolicy:
+    """What context files may be read (the workspace owner's ``[context]`` config).
+
+    Files named by the owner (``--context-file``, ``context_files``) may be
+    anywhere. Everything else (``AGENTS.md``, and every ``@path`` import, whoever
+    wrote it) must resolve, symlinks followed, inside one of ``roots``: the
+    workspace and the directories of ``[context] allow_dirs``. Every file must be
+    a regular file of at most ``max_file_bytes``.
+    """
+
+    roots: tuple[Path, ...] = ()
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def allows(self, path: Path) -> bool:
+        return any(path == root or path.is_relative_to(root) for root in self.roots)
+
+
+def read_bounded_text(path: Path, max_bytes: int, label: str, hint: str) -> str:
+    """A regular file's UTF-8 text, refusing FIFOs, devices, directories and files over ``max_bytes``.
+
+    ``label`` names the file in messages (``context file /x (imported at /y:3)``).
+
+    The type and size are checked with ``stat`` before the file is opened, so a
+    FIFO cannot block and ``/dev/zero`` cannot fill memory; at most
+    ``max_bytes + 1`` bytes are read in case the file grows meanwhile.
+    """
+    import os
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
-        raise InvalidDataError(f"context file {path}{where} is not UTF-8 text", hint="save it as UTF-8") from None
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory" if stat.S_ISDIR(info.st_mode) else "a device or special file"
+            raise InvalidDataError(f"{label} is {kind}, not a regular file", hint=hint)
+        too_big = InvalidDataError(
+            f"{label} is larger than the limit of {max_bytes:,} bytes",
+            hint="shorten it, or raise [context] max_file_bytes in .radium/config.toml",
+        )
+        if info.st_size > max_bytes:
+            raise too_big
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
     except OSError as exc:
-        where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
-        raise MissingConfigurationError(
-            f"cannot read context file {path}{where}: {exc.strerror}",
-            hint="fix the path or remove the import",
-        ) from None
+        raise MissingConfigurationError(f"cannot read {label}: {exc.strerror}", hint=hint) from None
+    if len(data) > max_bytes:
+        raise too_big
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidDataError(f"{label} is not UTF-8 text", hint="save it as UTF-8") from None
+
+
+def load_context_file(
+    path: Path, label: str | None = None, policy: ContextPolicy | None = None, *, confined: bool = False, hint: str = ""
+) -> ContextFile:
+    """Read ``path`` and expand its ``@path`` import lines (cycle-safe, confined by ``policy``)."""
+    policy = policy or ContextPolicy(roots=(Path("/"),))
+    resolved = path.resolve()
+    if confined and not policy.allows(resolved):
+        raise InvalidDataError(
+            f"context file {path} resolves to {resolved}, outside the workspace",
+            hint="remove it, or allow its directory with [context] allow_dirs in .radium/config.toml",
+        )
+    return ContextFile(path, label or path.name, _expand(resolved, (), None, policy, hint or "fix the path"))
+
+
+def _expand(path: Path, stack: tuple[Path, ...], origin: tuple[Path, int] | None, policy: ContextPolicy, hint: str) -> str:
+    where = f" (imported at {origin[0]}:{origin[1]})" if origin else ""
+    text = read_bounded_text(path, policy.max_file_bytes, f"context file {path}{where}", hint)
     out: list[str] = []
     in_fence = False
     for number, line in enumerate(text.splitlines(keepends=True), start=1):
@@ -123,31 +181,47 @@ def _expand(path: Path, stack: tuple[Path, ...], origin: tuple[Path, int] | None
         if target in (*stack, path):
             out.append(f"(@{match.group(1)} not imported again: import cycle)\n")
             continue
-        imported = _expand(target, (*stack, path), (path, number))
+        if not policy.allows(target):
+            raise InvalidDataError(
+                f"import @{match.group(1)} at {path}:{number} resolves to {target}, outside the workspace",
+                hint="remove the import, or allow its directory with [context] allow_dirs in .radium/config.toml",
+            )
+        imported = _expand(target, (*stack, path), (path, number), policy, "fix the path or remove the import")
         out.append(imported if imported.endswith("\n") else imported + "\n")
     return "".join(out)
 
 
 def gather_context_files(
-    workspace_root: Path, plan_dir: Path | None, extra: Iterable[Path]
+    workspace_root: Path,
+    plan_dir: Path | None,
+    extra: Iterable[Path | tuple[Path, str]],
+    policy: ContextPolicy | None = None,
 ) -> list[ContextFile]:
-    """The run's context files, in order, each once."""
-    candidates: list[tuple[Path, str]] = []
+    """The run's context files, in order, each once.
+
+    ``extra`` holds the owner's files (a path, or a path with the hint shown if
+    it cannot be read). ``AGENTS.md`` files are confined to ``policy``'s roots.
+    """
+    policy = policy or ContextPolicy(roots=(workspace_root.resolve(),))
+    candidates: list[tuple[Path, str, bool, str]] = []
     root_agents = workspace_root / "AGENTS.md"
-    if root_agents.is_file():
-        candidates.append((root_agents, "AGENTS.md"))
-    if plan_dir is not None and (plan_dir / "AGENTS.md").is_file():
-        candidates.append((plan_dir / "AGENTS.md", f"{plan_dir.name}/AGENTS.md"))
-    for path in extra:
-        candidates.append((path, str(path)))
+    if root_agents.exists() or root_agents.is_symlink():
+        candidates.append((root_agents, "AGENTS.md", True, "fix or remove AGENTS.md"))
+    if plan_dir is not None:
+        plan_agents = plan_dir / "AGENTS.md"
+        if plan_agents.exists() or plan_agents.is_symlink():
+            candidates.append((plan_agents, f"{plan_dir.name}/AGENTS.md", True, f"fix or remove {plan_agents}"))
+    for item in extra:
+        path, hint = item if isinstance(item, tuple) else (item, "fix the path")
+        candidates.append((path, str(path), False, hint))
     seen: set[Path] = set()
     files: list[ContextFile] = []
-    for path, label in candidates:
+    for path, label, confined, hint in candidates:
         resolved = path.resolve()
         if resolved in seen:
             continue
         seen.add(resolved)
-        files.append(load_context_file(path, label))
+        files.append(load_context_file(path, label, policy, confined=confined, hint=hint))
     return files
 
 

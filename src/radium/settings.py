@@ -161,3 +161,27 @@ def rate_limit_pacing(config: Mapping[str, Any], config_path: str = ".radium/con
             ) from None
         pacing[str(name).rstrip("/")] = Pacing(rpm=parsed.rpm, tpm=parsed.tpm)
     return pacing
+
+
+class ContextSettings(BaseModel):
+    """The ``[context]`` table: what context files may be read (see ``radium.prompts.ContextPolicy``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    allow_dirs: list[str] = Field(default_factory=list)
+    """Directories outside the workspace that AGENTS.md and ``@path`` imports may read from."""
+    max_file_bytes: int = Field(1024 * 1024, ge=1)
+    """The largest context file (and import) read, in bytes."""
+
+
+def resolve_context_settings(config: Mapping[str, Any], config_path: str = ".radium/config.toml") -> ContextSettings:
+    table = config.get("context", {})
+    if not isinstance(table, dict):
+        raise InvalidDataError(f"{config_path}: [context] must be a table")
+    try:
+        return ContextSettings.model_validate(table)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        name = ".".join(str(part) for part in problem["loc"]) or "?"
+        known = ", ".join(ContextSettings.model_fields)
+        raise InvalidDataError(f"{config_path}: context.{name}: {problem['msg']}", hint=f"known settings: {known}") from None

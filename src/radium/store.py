@@ -11,9 +11,10 @@ Guarantees:
   its output.
 * **Failures are loud.** A checkpoint that cannot be written raises
   ``CheckpointWriteError`` naming the path; the previous checkpoint is intact.
-* **One writer per plan.** ``PlanLock`` holds an OS-level lock (``filelock``)
-  for the whole run; the kernel releases it when the holder dies, so a stale
-  lock from a killed process is taken over without any cleanup step.
+* **One writer per plan.** ``PlanLock`` (``radium.lock``) holds an OS-level
+  lock (``filelock``) for the whole run; the kernel releases it when the holder
+  dies, so a stale lock from a killed process is taken over without any cleanup
+  step.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from pydantic import ValidationError
 
-from radium.errors import CheckpointWriteError, InvalidDataError, PlanLockedError
+from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
+
+if TYPE_CHECKING:
+    from radium.lock import PlanLock
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
@@ -110,13 +114,44 @@ def read_json(path: Path, what: str) -> object:
         raise InvalidDataError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise InvalidDataError(f"cannot read {what} {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidDataError(
+            f"{path}: not UTF-8 text (byte {exc.start})", hint=f"save the {what} as UTF-8 or restore it"
+        ) from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidDataError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
             hint=f"fix or restore the {what}",
         ) from None
+    except RecursionError:
+        data = None
+    if data is None or _deeper_than(data, MAX_JSON_DEPTH):
+        # Deeper data could not be written back (serializers have depth limits): refuse it now.
+        raise InvalidDataError(
+            f"{path}: JSON nested too deeply to be a {what} (more than {MAX_JSON_DEPTH} levels)",
+            hint=f"fix or restore the {what}",
+        )
+    return data
+
+
+MAX_JSON_DEPTH = 64
+"""A manifest is about six levels deep; unknown keys may add some, not hundreds."""
+
+
+def _deeper_than(data: object, limit: int) -> bool:
+    """Whether JSON data nests containers more than ``limit`` levels (iterative, no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((child, depth + 1) for child in value.values() if isinstance(child, (dict, list)))
+        elif isinstance(value, list):
+            stack.extend((child, depth + 1) for child in value if isinstance(child, (dict, list)))
+    return False
 
 
 def load_manifest(path: Path) -> PlanManifest:
@@ -204,21 +239,23 @@ def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> i
     lines = text.splitlines()
     try:
         header = json.loads(lines[0]) if lines else {}
-    except ValueError:
+    except (ValueError, RecursionError):
         header = {}
-    if not isinstance(header, dict) or header.get("manifest_sha256") != manifest_sha256:
-        return None
     positions = {
         task.id: (iteration, position)
         for iteration in manifest.iterations
         for position, task in enumerate(iteration.tasks)
     }
+    if not isinstance(header, dict) or header.get("manifest_sha256") != manifest_sha256:
+        # A kill between compaction's rename and the journal's removal leaves the old
+        # journal beside the new manifest that already holds every line of it: not stale.
+        return 0 if _journal_contained(lines[1:], positions) else None
     touched: dict[int, Iteration] = {}
     applied = 0
     for line in lines[1:]:
         try:
             task = PlanTask.model_validate(json.loads(line)["task"])
-        except (ValueError, KeyError, TypeError, ValidationError):
+        except (ValueError, KeyError, TypeError, ValidationError, RecursionError):
             break
         found = positions.get(task.id)
         if found is None:
@@ -230,6 +267,22 @@ def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> i
     for iteration in touched.values():
         iteration.refresh_status()
     return applied
+
+
+def _journal_contained(lines: list[str], positions: dict[str, tuple[Iteration, int]]) -> bool:
+    """Whether each task's last complete journal line equals its state in the manifest."""
+    last: dict[str, dict] = {}
+    for line in lines:
+        try:
+            entry = json.loads(line)["task"]
+            last[entry["id"]] = entry
+        except (ValueError, KeyError, TypeError, RecursionError):
+            continue  # a line torn by a crash was never acknowledged
+    for task_id, entry in last.items():
+        place = positions.get(task_id)
+        if place is None or place[0].tasks[place[1]].model_dump(mode="json") != entry:
+            return False
+    return bool(last)
 
 
 class PlanStore:
@@ -430,65 +483,28 @@ class PlanStore:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def read_output(self, task: PlanTask) -> str | None:
-        """A completed task's stored output, or None if there is none."""
+        """A completed task's stored output, or None if there is none.
+
+        Only a regular file inside this plan's ``artifacts/tasks/`` is read
+        (validation refuses other ``output_path`` values; this is the guard
+        behind it), so a manifest cannot feed another file to a model.
+        """
         path = self.plan_dir / task.output_path if task.output_path else self.output_path(task.id)
         try:
+            if not path.resolve().is_relative_to(self.tasks_dir.resolve()) or not path.is_file():
+                return None
             # An output edited into another encoding must not stop the run.
             return path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
+        except (OSError, ValueError):
             return None
 
     @contextlib.contextmanager
     def lock(self) -> Iterator["PlanLock"]:
+        from radium.lock import PlanLock
+
         plan_lock = PlanLock(self.manifest_path.parent / ".craft.lock")
         plan_lock.acquire()
         try:
             yield plan_lock
         finally:
             plan_lock.release()
-
-
-class PlanLock:
-    """Exclusive "one run per plan" lock, naming its holder.
-
-    The lock itself is a ``filelock.FileLock`` (``flock``), which the kernel
-    drops when the holding process dies: a stale lock is simply acquirable. The
-    holder's pid and start time are written to a side file (``<lock>.json``) so
-    a refused second run can say who holds the plan.
-    """
-
-    def __init__(self, path: Path) -> None:
-        from filelock import FileLock
-
-        self.path = path
-        self.info_path = path.with_name(path.name + ".json")
-        self._lock = FileLock(str(path), timeout=0)
-
-    def acquire(self) -> None:
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire()
-        except Timeout:
-            raise PlanLockedError(
-                f"plan is being executed by another rad craft ({self._describe_holder()})",
-                hint=f"wait for it to finish or stop it; lock file {self.path}",
-            ) from None
-        except OSError as exc:
-            raise CheckpointWriteError(f"cannot create lock file {self.path}: {exc.strerror}") from None
-        info = {"pid": os.getpid(), "started_at": int(time.time()), "host": os.uname().nodename}
-        with contextlib.suppress(OSError):
-            atomic_write_text(self.info_path, json.dumps(info))
-
-    def _describe_holder(self) -> str:
-        try:
-            info = json.loads(self.info_path.read_text(encoding="utf-8"))
-            started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info["started_at"]))
-            return f"pid {info['pid']} on {info.get('host', '?')}, started {started}"
-        except (OSError, ValueError, KeyError, TypeError):
-            return "holder unknown"
-
-    def release(self) -> None:
-        with contextlib.suppress(OSError):
-            self.info_path.unlink()
-        self._lock.release()

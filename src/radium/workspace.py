@@ -84,15 +84,44 @@ class Workspace:
                     f"{chosen} is not a Radium workspace (no .radium/ directory)",
                     hint=f"run `rad init {chosen}` or point --workspace/{WORKSPACE_ENV} elsewhere",
                 )
-            return cls(chosen)
+            return cls(chosen).checked()
         start = (cwd or Path.cwd()).resolve()
         for directory in (start, *start.parents):
             if (directory / ".radium").is_dir():
-                return cls(directory)
+                return cls(directory).checked()
         raise WorkspaceNotFoundError(
             f"no Radium workspace in {start} or any parent directory",
             hint="run `rad init` here, or pass --workspace DIR",
         )
+
+    def checked(self) -> "Workspace":
+        """This workspace, after checking that ``.radium/`` and its plan folders stay inside it.
+
+        A symlink leading out would make Radium write (plans, checkpoints, locks)
+        outside the workspace; it is refused with ``InvalidDataError``.
+        """
+        root = self.root.resolve()
+        for path in (self.radium_dir, self.plans_dir, *(self.plans_dir / stage for stage in STAGES)):
+            _require_inside(path, root, "the workspace")
+        return self
+
+    def check_plan_location(self, ref: PlanRef) -> None:
+        """Refuse a plan whose folder, ``plan/`` or ``artifacts/tasks`` leads outside through a symlink."""
+        plan_dir = ref.plan_dir
+        if plan_dir.absolute().is_relative_to(self.radium_dir.absolute()):
+            _require_inside(plan_dir, self.root.resolve(), "the workspace")
+        inside = plan_dir.resolve()
+        for sub in (ref.manifest_path.parent, plan_dir / "artifacts", plan_dir / "artifacts" / "tasks"):
+            _require_inside(sub, inside, f"the plan folder {inside}")
+        # Files opened in place (appended to, locked) must not be links: writing through one
+        # would change whatever file it points at.
+        state_dir = ref.manifest_path.parent
+        for name in (ref.manifest_path.stem + ".journal", ".craft.lock", ".craft.lock.json"):
+            if (state_dir / name).is_symlink():
+                raise InvalidDataError(
+                    f"{state_dir / name} is a symlink; Radium writes this file in place",
+                    hint="delete the link (Radium recreates the file)",
+                )
 
     # ------------------------------------------------------------ config
 
@@ -127,6 +156,8 @@ class Workspace:
         candidate = Path(identifier).expanduser()
         if not candidate.is_absolute():
             candidate = (cwd or Path.cwd()) / candidate
+        if candidate.absolute().is_relative_to(self.radium_dir.absolute()) and (candidate.exists() or candidate.is_symlink()):
+            _require_inside(candidate, self.root.resolve(), "the workspace")
         if candidate.is_file():
             if candidate.suffix.lower() != ".json":
                 raise PlanNotFoundError(
@@ -156,6 +187,8 @@ class Workspace:
                 f"{identifier} matches several plans: {names}", hint="name the plan folder instead"
             )
         available = ", ".join(p.name for p in plans[:10]) or "none"
+        if len(plans) > 10:
+            available += f" and {len(plans) - 10} more"
         raise PlanNotFoundError(
             f"no plan {identifier!r} in workspace {self.root}",
             hint=f"plans here: {available}; see `rad status`",
@@ -184,6 +217,17 @@ class Workspace:
         """Record that ``number`` is taken (call only after the plan was created)."""
         current = self.next_requirement_number()
         atomic_write_text(self.counter_path, json.dumps({"next": max(current, number + 1)}))
+
+
+def _require_inside(path: Path, root: Path, where: str) -> None:
+    if not (path.exists() or path.is_symlink()):
+        return
+    resolved = path.resolve()
+    if not resolved.is_relative_to(root):
+        raise InvalidDataError(
+            f"{path} leads to {resolved}, outside {where} (through a symlink)",
+            hint="replace the link with a real directory inside the workspace",
+        )
 
 
 def _ref_for_manifest(manifest: Path) -> PlanRef:

@@ -12,14 +12,36 @@ Subcommands live in their own modules and are imported only when invoked, so
 
 from __future__ import annotations
 
-import importlib
 import os
+import signal
 import sys
-from pathlib import Path
 
-import click
 
-from radium.errors import ExitCode, RadiumError
+def _interrupted_during_startup(signum, frame) -> None:  # noqa: ANN001
+    """Ctrl+C while the command line is still being imported: exit quietly, no traceback."""
+    os.write(2, b"Interrupted.\n")
+    os._exit(130)
+
+
+def _started_as_cli() -> bool:
+    """Whether this process is the ``rad`` command (not a program importing radium.cli)."""
+    program = sys.argv[0] if sys.argv else ""
+    return os.path.basename(program) in ("rad", "rad.exe", "rad-script.py") or program.endswith(
+        os.path.join("radium", "__main__.py")
+    )
+
+
+# Installed before the (comparatively slow) imports below; ``main`` puts Python's
+# own handler back once it can turn KeyboardInterrupt into a clean exit.
+if _started_as_cli() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _interrupted_during_startup)
+
+import importlib  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import click  # noqa: E402
+
+from radium.errors import ExitCode, RadiumError, redact  # noqa: E402
 
 _COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("radium.cli.init_cmd", "init"),
@@ -102,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         "RADIUM_DEBUG", ""
     ) not in ("", "0")
     try:
+        if signal.getsignal(signal.SIGINT) is _interrupted_during_startup:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         code = cli.main(args=argv, prog_name="rad", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
@@ -114,20 +138,39 @@ def main(argv: list[str] | None = None) -> None:
     except RadiumError as exc:
         if debug:
             raise
-        click.echo(f"Error: {exc}", err=True)
+        click.echo(f"Error: {redact(str(exc))}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         code = ExitCode.SIGINT
     except BrokenPipeError:
         code = ExitCode.OK
+    except OSError as exc:  # a path the user gave that the OS refuses (ENAMETOOLONG, ELOOP, EACCES…)
+        if debug:
+            raise
+        click.echo(f"Error: {_describe_os_error(exc)} (check the path)", err=True)
+        code = ExitCode.USAGE
+    except RecursionError:
+        if debug:
+            raise
+        click.echo("Error: input nested too deeply to process (fix or restore the file)", err=True)
+        code = ExitCode.USAGE
     except Exception as exc:  # a bug of ours: one line, and the way to see more
         if debug:
             raise
         click.echo(
-            f"Error: internal error: {type(exc).__name__}: {exc} "
+            f"Error: internal error: {type(exc).__name__}: {redact(str(exc))} "
             "(re-run with --debug for the traceback, and please report it)",
             err=True,
         )
         code = ExitCode.TASK_FAILED
     sys.exit(int(code or 0))
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """``File name too long: /tmp/aaaa…aaa`` (paths over 120 characters are shortened)."""
+    name = str(exc.filename) if exc.filename is not None else ""
+    if len(name) > 120:
+        name = f"{name[:60]}…{name[-40:]} ({len(name)} characters)"
+    what = exc.strerror or type(exc).__name__
+    return f"{what}: {name}" if name else what

@@ -61,6 +61,6 @@ def agents(settings_obj, json_output):
         for note in registry.warnings:
             click.echo(f"Warning: {note}", err=True)
         for problem in registry.errors:
-            click.echo(f"Error: invalid agent file {problem}", err=True)
+            click.echo(f"Error: invalid agent file {problem} (fix or remove it)", err=True)
     if registry.errors:
         raise SystemExit(2)

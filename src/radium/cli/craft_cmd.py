@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
 
 import click
@@ -80,8 +81,10 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     from radium.prompts import format_context_files, gather_context_files
     from radium.settings import rate_limit_pacing, resolve_settings
 
+    _refuse_contradictions(resume, restart, dry_run, show_prompts, flags)
     workspace = settings_obj.workspace()
     ref = workspace.find_plan(plan) if plan else _only_unfinished_plan(workspace)
+    workspace.check_plan_location(ref)  # nothing is written through a symlink leading out
     # --context-file adds to the configured context files (it does not replace them);
     # flag paths are relative to where the user typed them, configured ones to the workspace.
     flag_context = [Path(p).resolve() for p in flags.pop("context_files")]
@@ -91,8 +94,14 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     agents.raise_if_errors()
     for note in agents.warnings:
         warn(note)
-    context_paths = [workspace.root / p for p in settings.context_files] + flag_context
-    context = format_context_files(gather_context_files(workspace.root, ref.plan_dir, context_paths))
+    context_files_used = gather_context_files(
+        workspace.root,
+        ref.plan_dir,
+        [(workspace.root / p, f"fix context_files in {workspace.config_path}") for p in settings.context_files]
+        + [(p, "fix the --context-file path") for p in flag_context],
+        context_policy(workspace, ref),
+    )
+    context = format_context_files(context_files_used)
 
     label = plan or ref.name
     config = ExecutionConfig(
@@ -116,17 +125,22 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         budget=settings.budget(),
     )
     renderer = JsonRenderer() if json_output else HumanRenderer()
+    renderer.options = _options_in_force(settings, config, len(context_files_used))
     store = ref.store()
-    executor = PlanExecutor(config, store=store, agents=agents, workdir=workspace.root, on_event=renderer)
+    notes = _LockNotes(renderer)
+    executor = PlanExecutor(config, store=store, agents=agents, workdir=workspace.root, on_event=notes)
 
     if dry_run:
         from radium.cli.dry_run import dry_run as run_dry
 
-        run_dry(executor, store.load(), show_prompts=show_prompts, emit=renderer if json_output else None)
+        manifest = store.load()
+        _warn_agentless(manifest, warn)
+        run_dry(executor, manifest, show_prompts=show_prompts, emit=renderer if json_output else None)
         return
 
     store.load()  # a broken manifest is reported before any lock file is created
-    with store.lock():
+    with store.lock() as plan_lock:
+        notes.lock = plan_lock
         store.remove_stale_temp_files()  # left by a run killed mid-write
         manifest = store.load()  # again, now that no other run can change it
         if store.stale_journal:
@@ -134,8 +148,61 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
                 f"ignored {store.journal_path.name}: it does not extend the current manifest "
                 "(the manifest was edited or restored); the manifest's state is used"
             )
+        _warn_agentless(manifest, warn)
         code = asyncio.run(_run_with_signals(executor, manifest, renderer))
     raise SystemExit(int(code))
+
+
+def _warn_agentless(manifest, warn) -> None:
+    """Tasks naming no agent are skipped (the original Radium's rule); say which."""
+    skipped = [task.id for _, task in manifest.tasks() if not task.agent_id and not task.completed]
+    if skipped:
+        shown = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else "")
+        warn(
+            f"task(s) naming no agent are skipped: {shown} "
+            '(add "agent_id" to run them; tasks depending on them are blocked)'
+        )
+
+
+class _LockNotes:
+    """Passes events to the renderer and keeps the lock's side file naming the running tasks
+    (``rad status`` shows them).
+
+    The note is rewritten (atomically, unsynced: about half a millisecond) at most
+    every ``INTERVAL`` seconds; a change inside that window is written when it
+    ends, so the note is never more than ``INTERVAL`` behind and fast plans do
+    not pay a write per task.
+    """
+
+    INTERVAL = 0.25
+
+    def __init__(self, renderer) -> None:
+        self.renderer = renderer
+        self.lock = None
+        self.running: dict[str, None] = {}
+        self._written_at = float("-inf")
+        self._pending = None
+
+    def __call__(self, event) -> None:
+        if self.lock is not None and event.type in ("task_started", "task_completed", "task_failed"):
+            if event.type == "task_started":
+                self.running[event["task_id"]] = None
+            else:
+                self.running.pop(event["task_id"], None)
+            wait = self._written_at + self.INTERVAL - time.monotonic()
+            if wait <= 0:
+                self._write()
+            elif self._pending is None:
+                self._pending = asyncio.get_running_loop().call_later(wait, self._write)
+        self.renderer(event)
+
+    def _write(self) -> None:
+        self._pending = None
+        self._written_at = time.monotonic()
+        self.lock.note_running(self.running)
+
+    def close(self) -> None:
+        self.renderer.close()
 
 
 async def _run_with_signals(executor, manifest, renderer) -> int:
@@ -167,6 +234,58 @@ async def _run_with_signals(executor, manifest, renderer) -> int:
             if received:
                 # Stopping already: a repeated Ctrl+C must not kill the process mid-exit.
                 signal.signal(signum, signal.SIG_IGN)
+
+
+def _refuse_contradictions(resume, restart, dry_run, show_prompts, flags) -> None:
+    """Options that cannot all hold are a usage error (exit 2), not a silent choice."""
+    from radium.errors import UsageError
+
+    if resume and restart:
+        raise UsageError(
+            "--resume and --restart contradict each other: one keeps progress, the other forgets it",
+            hint="use --resume to continue, or --restart to run again from scratch",
+        )
+    if flags.get("yolo") and flags.get("iterations") is not None:
+        raise UsageError(
+            f"--yolo runs until the plan is complete, which contradicts --iterations {flags['iterations']}",
+            hint="use one of them",
+        )
+    if show_prompts and not dry_run:
+        raise UsageError("--show-prompts only works with --dry-run", hint="add --dry-run, or drop --show-prompts")
+
+
+def _options_in_force(settings, config, context_count: int) -> str:
+    """The header line naming every setting this run uses (after flags, environment and config)."""
+    parts = [
+        f"retries {settings.max_retries}",
+        f"backoff {settings.base_delay_ms}–{settings.max_delay_ms} ms" + (" with jitter" if settings.jitter else ""),
+        f"max Retry-After {settings.max_retry_after_s:g} s",
+        f"timeout {settings.timeout_s:g} s" if settings.timeout_s else "timeout engine default",
+        f"keep-going {'on' if settings.keep_going else 'off'}",
+        f"context files {context_count}",
+    ]
+    if config.restart:
+        parts.append("restart")
+    if config.only_iteration:
+        parts.append(f"only iteration {config.only_iteration}")
+    if config.only_task:
+        parts.append(f"only task {config.only_task}")
+    if settings.engine:
+        parts.append(f"engine {settings.engine}")
+    if settings.model:
+        parts.append(f"model {settings.model}")
+    return " · ".join(parts)
+
+
+def context_policy(workspace, ref):
+    """The workspace owner's limits on context files: the workspace, the plan folder and ``allow_dirs``."""
+    from radium.prompts import ContextPolicy
+    from radium.settings import resolve_context_settings
+
+    context = resolve_context_settings(workspace.config(), str(workspace.config_path))
+    roots = [workspace.root.resolve(), ref.plan_dir.resolve()]
+    roots += [(workspace.root / Path(d).expanduser()).resolve() for d in context.allow_dirs]
+    return ContextPolicy(roots=tuple(roots), max_file_bytes=context.max_file_bytes)
 
 
 def _only_unfinished_plan(workspace):

@@ -57,6 +57,8 @@ class HumanRenderer:
         self._progress: "Progress | None" = None
         self._bar = None
         self._iteration_number = 0
+        self.options: str | None = None
+        """The run's settings, shown in the header (set by ``rad craft``)."""
 
     # ----------------------------------------------------------- plumbing
 
@@ -100,6 +102,8 @@ class HumanRenderer:
             f"  Project: {e['project']} · {e['total_tasks']} tasks · mode {mode}"
             + (f" · parallel {e['parallel']}" if e["parallel"] > 1 else "")
         )
+        if self.options:
+            self._print(f"  Options: {self.options}")
         if e["completed_tasks"] and e["resume_from"]:
             verb = "Resuming from checkpoint" if e.get("resume") else "Continuing"
             self._print(
@@ -111,9 +115,10 @@ class HumanRenderer:
 
     def on_iteration_started(self, e: Event) -> None:
         self._iteration_number = e["number"]
-        self._print(f"→ Executing iteration {e['number']}: {e['name']} ({e['iteration_id']})", "bold cyan")
-        if e.get("goal"):
-            self._print(f"  Goal: {e['goal']}")
+        # The seed's header, then the detail on the next line.
+        self._print(f"→ Executing iteration {e['number']}...", "bold cyan")
+        goal = f" · Goal: {e['goal']}" if e.get("goal") else ""
+        self._print(f"  {e['iteration_id']}: {e['name']}{goal}")
 
     def on_task_started(self, e: Event) -> None:
         self._print(
@@ -211,4 +216,6 @@ def run_cost_text(cost_usd: float | None, unpriced: int, tokens: int) -> str:
 
 def warn(message: str) -> None:
     """A non-fatal note on stderr (never on stdout, which ``--json`` keeps clean)."""
-    click.echo(f"Warning: {message}", err=True)
+    from radium.errors import redact
+
+    click.echo(f"Warning: {redact(message)}", err=True)

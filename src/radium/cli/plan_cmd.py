@@ -92,7 +92,7 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
     from radium.agents import discover_agents
     from radium.planning import authoring
     from radium.planning.markdown import looks_like_plan, parse_plan_text
-    from radium.errors import PlanValidationError
+    from radium.errors import PlanValidationError, redact
     from radium.planning.validation import validate_plan
 
     requirement = authoring.parse_requirement_id(requirement_text) if requirement_text else None
@@ -104,6 +104,8 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
     notes: list[str] = [f"agent files: {message}" for message in registry.errors]
 
     kind = looks_like_plan(source.text)
+    if kind is None and source.source_name.lower().endswith(".json"):
+        _refuse_broken_json(source)  # a broken JSON plan is not a free-form spec for the planner
     if kind is not None:
         manifest = parse_plan_text(source.text, source.source_name)
         structure = validate_plan(manifest)
@@ -125,7 +127,7 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
         planner = resolve_planner(workspace, registry)
         click.echo(f"{source.source_name} is a free-form spec: generating a plan.", err=True)
         generated = asyncio.run(
-            generate_plan(planner, source.text, registry, notify=lambda line: click.echo(line, err=True))
+            generate_plan(planner, source.text, registry, notify=lambda line: click.echo(redact(line), err=True))
         )
         manifest = generated.manifest
         notes += [p.message for p in generated.warnings]
@@ -138,7 +140,25 @@ def _create(settings, input_path: str, requirement_text: str | None, name: str |
     _report(workspace.root, created, how, notes)
 
 
+def _refuse_broken_json(source) -> None:  # noqa: ANN001
+    import json
+
+    from radium.errors import InvalidDataError
+
+    try:
+        json.loads(source.text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataError(
+            f"{source.source_name}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            hint="fix the JSON plan file",
+        ) from None
+    except RecursionError:
+        raise InvalidDataError(f"{source.source_name}: JSON nested too deeply", hint="fix the JSON plan file") from None
+
+
 def _report(root: Path, created, how: str, notes: list[str]) -> None:  # noqa: ANN001
+    from radium.errors import redact
+
     manifest = created.manifest
     completed, total = manifest.counts()
     iterations = len(manifest.iterations)
@@ -153,5 +173,5 @@ def _report(root: Path, created, how: str, notes: list[str]) -> None:  # noqa: A
     click.echo(f"  Folder: {where}{os.sep}")
     click.echo(f"  Source: {how}")
     for note in notes:
-        click.echo(f"  Warning: {note}")
+        click.echo(f"  Warning: {redact(note)}")
     click.echo(f"Next: rad craft {created.requirement}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -64,10 +65,21 @@ def status(settings_obj, plan, json_output):
 def _plan_status(label, ref, manifest) -> dict:
     from radium.models import TaskStatus
 
+    from radium.lock import PlanLock
+
     completed, total = manifest.counts()
     tasks = [t for _, t in manifest.tasks()]
     failed = [t for t in tasks if t.status is TaskStatus.FAILED]
-    if total and completed == total:
+    holder = PlanLock.live_holder(ref.manifest_path.parent / ".craft.lock.json")
+    running = None
+    if holder is not None:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started_at", 0)))
+        current = ", ".join(holder.get("current_tasks") or []) or "none (between tasks)"
+        running = {"pid": holder["pid"], "since": started, "current_tasks": holder.get("current_tasks") or []}
+        # Another run holds the plan: its state is changing, and `rad craft` would hit the lock.
+        plan_status = f"running (pid {holder['pid']}, since {started}, current task {current})"
+        next_command = None
+    elif total and completed == total:
         plan_status, next_command = "completed", None
     elif failed:
         plan_status, next_command = "failed", f"rad craft {label} --resume"
@@ -92,6 +104,7 @@ def _plan_status(label, ref, manifest) -> dict:
         "cost_usd": round(sum(costs), 10) if (costs := [t.cost_usd for t in tasks if t.cost_usd is not None]) else None,
         "unpriced_tasks": sum(1 for t in tasks if t.cost_usd is None and t.usage is not None),
         "next_command": next_command,
+        "running": running,
         "iterations": [
             {
                 "id": it.id,
@@ -169,7 +182,10 @@ def _print_plan(console, data, manifest) -> None:
                 f"{error['category']}: {error['message']}" if error else "",
             )
     console.print(table)
-    if data["next_command"]:
+    if data["running"]:
+        pid = data["running"]["pid"]
+        console.print(f"Running now: wait for it to finish, or stop it with `kill -INT {pid}`.")
+    elif data["next_command"]:
         console.print(f"Next: {data['next_command']}")
     else:
         console.print("Plan complete.")

@@ -50,21 +50,37 @@ class PlanInput:
     """``spec.md`` or ``<stdin>``, for messages."""
 
 
+MAX_INPUT_BYTES = 10 * 1024 * 1024
+"""The largest plan or spec ``rad plan`` reads (a device such as /dev/zero never ends)."""
+
+
+def _too_large(source: str) -> InvalidDataError:
+    return InvalidDataError(
+        f"{source} is larger than {MAX_INPUT_BYTES:,} bytes", hint="give a plan or spec file, not a device or a huge file"
+    )
+
+
 def read_input(argument: str, stdin: IO[str] | None = None) -> PlanInput:
-    """Read INPUT: a file path, or ``-`` for standard input."""
+    """Read INPUT: a file path (pipes such as ``<(…)`` too), or ``-`` for standard input."""
     if argument == "-":
         stream = stdin if stdin is not None else sys.stdin
         try:
-            text = stream.read()
+            text = stream.read(MAX_INPUT_BYTES + 1)
         except UnicodeDecodeError:
             raise InvalidDataError("standard input is not UTF-8 text") from None
+        if len(text) > MAX_INPUT_BYTES:
+            raise _too_large("standard input")
         source = "<stdin>"
     else:
         path = Path(argument).expanduser()
         if path.is_dir():
             raise InvalidDataError(f"{argument} is a directory", hint="give a plan or spec file, or - for stdin")
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_INPUT_BYTES + 1)
+            if len(data) > MAX_INPUT_BYTES:
+                raise _too_large(argument)
+            text = data.decode("utf-8")
         except FileNotFoundError:
             raise InvalidDataError(
                 f"input file {argument} not found",

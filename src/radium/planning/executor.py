@@ -446,12 +446,18 @@ class PlanExecutor:
             iteration.refresh_status()
 
         selected = self._select(manifest)
+        if self.agents is not None:
+            # A task naming no agent is skipped, as the original Radium did ("No agent
+            # assigned, skipping"): it stays pending and its dependents are blocked.
+            selected = [
+                (iteration, kept)
+                for iteration, tasks in selected
+                if (kept := [t for t in tasks if t.agent_id])
+            ]
         for _, tasks in selected:
             for task in tasks:
                 agent = self.agent_for(task)
                 if self.agents is not None:
-                    if not task.agent_id:
-                        raise PlanValidationError(f"task {task.id} names no agent", hint="add - Agent: <id>")
                     if agent is None:
                         known = ", ".join(sorted(self.agents.agents)) or "none"
                         raise AgentNotFoundError(
@@ -716,7 +722,8 @@ class PlanExecutor:
 
     async def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
         if self.store is not None:
-            task.output_path = self.store.write_output(task.id, result.output or "")
+            # A model may repeat a key it saw (in a prompt, an error): never store or forward it.
+            task.output_path = self.store.write_output(task.id, redact(result.output or ""))
         self.checkpoints.touch(task)
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()

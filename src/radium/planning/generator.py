@@ -38,6 +38,7 @@ from radium.errors import (
     InvalidDataError,
     MissingConfigurationError,
     PlanValidationError,
+    redact,
 )
 from radium.models import PlanManifest
 from radium.planning.markdown import looks_like_plan, parse_plan_text
@@ -289,7 +290,8 @@ async def generate_plan(
     try:
         for attempt in range(1, max_attempts + 1):
             notify(f"Asking the planner ({planner.label}), attempt {attempt}/{max_attempts}…")
-            answer = await _call(engine, prompt, planner.settings, policy, notify)
+            # A planner may echo a key: keep it out of the plan, the messages and the repair prompt.
+            answer = redact(await _call(engine, prompt, planner.settings, policy, notify), engine.secrets)
             manifest, problems, warnings = check_answer(answer, registry)
             if manifest is not None and not problems:
                 return GeneratedPlan(manifest, answer, attempt, warnings)

@@ -42,8 +42,16 @@ def finish(
         "sanity_limit": f"Reached sanity limit ({CONTINUOUS_SANITY_LIMIT}). Stopping execution.",
         "failed": "Execution stopped: a task failed.",
         "blocked": "Execution finished with blocked tasks.",
-        "interrupted": "Execution aborted by user. Progress saved to plan_manifest.json",
-        "filtered": "Selected tasks finished.",
+        "interrupted": (
+            "Execution aborted by user. Progress saved to plan_manifest.json"
+            if interrupt_exit_code == ExitCode.SIGINT
+            else "Execution stopped by SIGTERM. Progress saved to plan_manifest.json"
+        ),
+        "filtered": (
+            "Selected tasks finished."
+            if config.only_task or config.only_iteration
+            else f"Execution finished; {remaining} task(s) naming no agent were skipped."
+        ),
         "budget_reached": f"Budget reached ({state.spend.budget_hit}). Stopping execution.",
     }
     exit_codes = {"failed": ExitCode.TASK_FAILED, "blocked": ExitCode.TASK_FAILED, "interrupted": interrupt_exit_code}

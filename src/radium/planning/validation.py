@@ -3,16 +3,18 @@
 Errors (a plan with any of them does not run; exit 2):
 
 * ``bad-id``: an id that is not a plain name (ids become file names, so
-  ``../x``, ``a/b`` or an empty id are refused);
+  ``../x``, ``a/b``, an empty id, a trailing newline or more than 200 bytes
+  are refused);
+* ``bad-output-path``: a task's ``output_path`` outside ``artifacts/tasks/``;
 * ``duplicate-id``: two iterations or two tasks share an id;
 * ``unknown-dependency``: a dependency names no task (with a "did you mean");
 * ``cycle``: dependencies loop (the loop is printed, ``I1.T1 → I1.T2 → I1.T1``);
 * ``forward-dependency``: a task depends on a task of a later iteration;
-* ``no-agent``: a task names no agent;
 * ``unknown-agent``: a task names an agent no agent file defines;
 * ``missing-prompt``: an agent's prompt file cannot be read.
 
-Warnings (reported, the plan still runs): ``empty-iteration``,
+Warnings (reported, the plan still runs): ``no-agent`` (a task names no
+agent: like the original Radium, ``rad craft`` skips it), ``empty-iteration``,
 ``unknown-placeholder`` (a template names a variable Radium does not set),
 and agent-file duplicates.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from radium.errors import PlanValidationError
@@ -79,25 +82,68 @@ def validate_plan(
     return report
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+MAX_ID_BYTES = 200
+"""Ids become file names (``<id>.prompt.md`` must fit the usual 255-byte limit)."""
 
 
 def _check_ids(manifest: PlanManifest, report: ValidationReport) -> None:
     for iteration in manifest.iterations:
         for kind, object_id in (("iteration", iteration.id), *(("task", t.id) for t in iteration.tasks)):
-            if not _SAFE_ID.match(object_id) or ".." in object_id:
+            # fullmatch, not match with "$": "$" also accepts a trailing newline.
+            if not _SAFE_ID.fullmatch(object_id) or ".." in object_id:
+                shown = object_id if len(object_id) <= 60 else object_id[:60] + "…"
                 report.errors.append(
                     Problem(
                         "bad-id",
-                        f"{kind} id {object_id!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                        f"{kind} id {shown!r} is not a plain name (letters, digits, '.', '_', '-'; "
                         "ids are used as file names)",
+                        object_id if kind == "task" else None,
+                    )
+                )
+            elif len(object_id.encode("utf-8")) > MAX_ID_BYTES:
+                report.errors.append(
+                    Problem(
+                        "bad-id",
+                        f"{kind} id {object_id[:40]!r}… is {len(object_id.encode('utf-8'))} bytes long "
+                        f"(at most {MAX_ID_BYTES}; ids are used as file names)",
                         object_id if kind == "task" else None,
                     )
                 )
 
 
+def _check_output_paths(manifest: PlanManifest, report: ValidationReport) -> None:
+    """A recorded ``output_path`` must name a file in the plan's ``artifacts/tasks/``.
+
+    Outputs are read back into dependents' prompts, so a manifest must not be
+    able to point one at ``/etc/passwd`` or ``../../secret``.
+    """
+    for _, task in manifest.tasks():
+        path = task.output_path
+        if path is None:
+            continue
+        parts = PurePosixPath(path).parts
+        inside = (
+            not PurePosixPath(path).is_absolute()
+            and "\\" not in path
+            and len(parts) == 3
+            and parts[:2] == ("artifacts", "tasks")
+            and parts[2] not in (".", "..")
+        )
+        if not inside:
+            report.errors.append(
+                Problem(
+                    "bad-output-path",
+                    f"task {task.id}: output_path {path!r} is outside the plan's artifacts/tasks/ "
+                    "(outputs are only read from there; remove the field or fix it)",
+                    task.id,
+                )
+            )
+
+
 def _check_structure(manifest: PlanManifest, report: ValidationReport) -> None:
     _check_ids(manifest, report)
+    _check_output_paths(manifest, report)
     iteration_of: dict[str, int] = {}
     seen_iterations: set[str] = set()
     for position, iteration in enumerate(manifest.iterations):
@@ -122,7 +168,8 @@ def _check_structure(manifest: PlanManifest, report: ValidationReport) -> None:
                     report.errors.append(
                         Problem(
                             "unknown-dependency",
-                            f"task {task.id} depends on unknown task {dep}{_suggest(dep, all_ids)}",
+                            f"task {task.id} depends on unknown task {dep}"
+                            f"{_suggest(dep, [i for i in all_ids if i != task.id])}",
                             task.id,
                         )
                     )
@@ -190,7 +237,10 @@ def _check_agents(
     known = sorted(agents.agents)
     for _, task in manifest.tasks():
         if not task.agent_id:
-            report.errors.append(Problem("no-agent", f"task {task.id} names no agent", task.id))
+            # The original Radium skips such a task ("No agent assigned, skipping"); so does rad craft.
+            report.warnings.append(
+                Problem("no-agent", f"task {task.id} names no agent: rad craft skips it (tasks depending on it are blocked)", task.id)
+            )
         elif agents.get(task.agent_id) is None:
             hint = _suggest(task.agent_id, known) or (f" (known: {', '.join(known)})" if known else "")
             report.errors.append(
@@ -214,7 +264,7 @@ def _check_agents(
                 Problem(
                     "missing-prompt",
                     f"agent {agent_id} (used by {first_task}): cannot read prompt file "
-                    f"{agent.prompt_file}: {exc.strerror}",
+                    f"{agent.prompt_file}: {exc.strerror} ({agent.prompt_hint(exc)})",
                     first_task,
                 )
             )
