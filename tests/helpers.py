@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,34 @@ def tasks_by_id(data: dict) -> dict[str, dict]:
 def events(stdout: str) -> list[dict]:
     """Parse ``--json`` output; every non-empty line must be a JSON object."""
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def wait_for_line(process, needle: str, timeout: float = 20.0) -> list[str]:
+    """Read stdout lines until one contains ``needle`` (the process keeps running)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not seen; got: {''.join(seen)}")
+
+
+def wait_for_event(process, kind: str, count: int = 1) -> list[dict]:
+    """Read ``--json`` lines until the ``count``-th ``kind`` event (the process keeps running).
+
+    Synchronises on what the process reports, never on time: a slow machine
+    only makes the test slower, not different.
+    """
+    seen: list[dict] = []
+    found = 0
+    for line in process.stdout:
+        seen.append(json.loads(line))
+        if seen[-1]["event"] == kind:
+            found += 1
+            if found == count:
+                return seen
+    raise AssertionError(f"{kind!r} #{count} not seen; got: {[e['event'] for e in seen]}")

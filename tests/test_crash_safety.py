@@ -17,21 +17,20 @@ import signal
 import time
 from pathlib import Path
 
-from helpers import events, make_workspace, manifest, plan_dir, popen_rad, read_manifest, run_rad, task, tasks_by_id, write_agent
-
-
-def wait_for_line(process, needle: str, timeout: float = 20.0) -> list[str]:
-    """Read stdout lines until one contains ``needle`` (the process keeps running)."""
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not seen; got: {''.join(seen)}")
+from helpers import (
+    events,
+    make_workspace,
+    manifest,
+    plan_dir,
+    popen_rad,
+    read_manifest,
+    run_rad,
+    task,
+    tasks_by_id,
+    wait_for_event,
+    wait_for_line,
+    write_agent,
+)
 
 
 def check_invariants(ws: Path) -> dict:
@@ -46,23 +45,6 @@ def check_invariants(ws: Path) -> dict:
     leftovers = [p.name for p in path.parent.iterdir() if p.name.startswith(".plan_manifest.json.") and p.name.endswith(".tmp")]
     assert len(leftovers) <= 1  # at most the manifest write in flight at the kill (the lock note may have one too)
     return data
-
-
-def wait_for_event(process, kind: str, count: int = 1) -> list[dict]:
-    """Read ``--json`` lines until the ``count``-th ``kind`` event (the process keeps running).
-
-    Synchronises on what the process reports, never on time: a slow machine
-    only makes the test slower, not different.
-    """
-    seen: list[dict] = []
-    found = 0
-    for line in process.stdout:
-        seen.append(json.loads(line))
-        if seen[-1]["event"] == kind:
-            found += 1
-            if found == count:
-                return seen
-    raise AssertionError(f"{kind!r} #{count} not seen; got: {[e['event'] for e in seen]}")
 
 
 def test_kill_9_at_random_instants_never_loses_completed_work(tmp_path: Path) -> None:

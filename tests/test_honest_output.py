@@ -30,7 +30,7 @@ from helpers import (
     write_agent,
     write_plan,
 )
-from test_crash_safety import wait_for_event
+from helpers import wait_for_event
 from test_hostile_input import assert_refused
 
 # ---------------------------------------------------------------- status and the lock

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from chromium import Elements, dump_dom, screenshot
-from helpers import make_workspace, manifest, plan_dir, popen_rad, read_manifest, run_rad, task, tasks_by_id, write_plan
+from helpers import make_workspace, manifest, plan_dir, popen_rad, read_manifest, run_rad, task, tasks_by_id, wait_for_line, write_plan
 
 INJECTION = (
     "</script><script>document.body.setAttribute('data-pwned','1')</script>"
@@ -24,19 +24,6 @@ def report_data(page: Path) -> dict:
     match = re.search(r'<script type="application/json" id="radium-data">(.*?)</script>', text, re.S)
     assert match, "no embedded data"
     return json.loads(match.group(1))
-
-
-def wait_for_line(process, needle: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return
-    raise AssertionError(f"{needle!r} not seen; got: {''.join(seen)}")
 
 
 def test_report_of_a_run_with_retries_rate_limit_failure_and_resume_renders_in_chromium(tmp_path: Path) -> None:
