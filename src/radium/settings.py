@@ -11,7 +11,7 @@ came from (``RADIUM_MAX_RETRIES=abc: …``).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -40,6 +40,18 @@ class ExecutionSettings(BaseModel):
     context_files: list[str] = Field(default_factory=list)
     engine: str | None = None
     model: str | None = None
+    backend: Literal["local", "ray"] = "local"
+    """Where attempts run: in this process, or as Ray tasks (``radium.dispatch``)."""
+    ray_address: str | None = None
+    """An existing Ray cluster to join (``auto``: ``RAY_ADDRESS``); none starts a local Ray instance."""
+    ray_schedule_timeout_s: float = Field(60.0, ge=0)
+    """How long a task no node has the resources for waits for one to join before it fails."""
+
+    def dispatcher_options(self) -> dict[str, Any]:
+        """The options ``radium.dispatch.create_dispatcher`` takes for this run's backend."""
+        if self.backend != "ray":
+            return {}
+        return {"address": self.ray_address, "schedule_timeout_s": self.ray_schedule_timeout_s}
 
     def retry_policy(self) -> "RetryPolicy":
         """The run's retry policy from these settings."""
@@ -104,4 +116,6 @@ def resolve_settings(
             f"max_delay_ms ({settings.max_delay_ms}) is below base_delay_ms ({settings.base_delay_ms})",
             hint="raise --max-delay-ms or lower --base-delay-ms",
         )
+    if "ray_address" in explicit and settings.backend != "ray":
+        raise InvalidDataError("--ray-address needs the ray backend", hint="add --backend ray")
     return settings, frozenset(explicit)

@@ -46,6 +46,12 @@ _SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM
 @click.option("--keep-going", is_flag=True, default=None, help="After a failure, run the tasks not depending on it.")
 @click.option("--engine", metavar="E", help="Override every agent's engine for this run.")
 @click.option("--model", metavar="M", help="Override every agent's model for this run.")
+@click.option("--backend", metavar="B", help="Where attempts run: local (this process) or ray. [default: local]")
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --backend ray: join this Ray cluster (auto: $RAY_ADDRESS) instead of starting a local one.",
+)
 @click.pass_obj
 def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_run, show_prompts, json_output, **flags):
     """Execute PLAN: dependency order, retries, a checkpoint after every task.
@@ -57,6 +63,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     flags win over the environment, which wins over the file.
     """
     from radium.agents import discover_agents
+    from radium.dispatch import create_dispatcher
     from radium.cli.output import HumanRenderer, JsonRenderer, warn
     from radium.planning.executor import ExecutionConfig, PlanExecutor, RunMode
     from radium.prompts import format_context_files, gather_context_files
@@ -95,7 +102,10 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     )
     renderer = JsonRenderer() if json_output else HumanRenderer()
     store = ref.store()
-    executor = PlanExecutor(config, store=store, agents=agents, workdir=workspace.root, on_event=renderer)
+    dispatcher = create_dispatcher(settings.backend, **settings.dispatcher_options())
+    executor = PlanExecutor(
+        config, store=store, agents=agents, workdir=workspace.root, on_event=renderer, dispatcher=dispatcher
+    )
 
     if dry_run:
         from radium.cli.dry_run import dry_run as run_dry

@@ -98,6 +98,8 @@ class HumanRenderer:
             f"  Project: {e['project']} · {e['total_tasks']} tasks · mode {mode}"
             + (f" · parallel {e['parallel']}" if e["parallel"] > 1 else "")
         )
+        if e.get("backend", "local") != "local":
+            self._print(f"  Backend: {e['backend']} · {e.get('where')}")
         if e["completed_tasks"] and e["resume_from"]:
             verb = "Resuming from checkpoint" if e.get("resume") else "Continuing"
             self._print(

@@ -1,0 +1,435 @@
+"""The Ray backend: each attempt runs as a Ray task named ``radium:<task id>``.
+
+The driver (``rad craft``) keeps everything that decides: dependency order,
+retries and their waits, rate limits, the manifest and its journal. This module
+only sends one ``AttemptCall`` to the cluster and brings back the answer or the
+typed error, as a *value* (``run_attempt`` never raises our errors through
+Ray's exception wrapping). Ray's own retries are off (``max_retries=0``), so
+every attempt is one the executor counted.
+
+What can go wrong, and what it becomes (``radium.errors``):
+
+- the cluster cannot be reached or Ray cannot start → ``BackendUnavailableError``
+  from ``start()``, before any task (exit 2);
+- the worker or node running an attempt dies (``WorkerCrashedError``,
+  ``NodeDiedError``, ``ObjectLostError``, ``OwnerDiedError``, out of memory…)
+  → ``WorkerLostError``, recoverable: the executor retries it;
+- no node has the resources an agent asks for → ``UnschedulableTaskError``,
+  fatal, at once on a local instance, after ``schedule_timeout_s`` on a cluster
+  (a node with them may join: an autoscaler). Infeasibility is read from the
+  cluster's node table, not guessed from a task that does not start.
+
+API keys never travel in task arguments: a worker reads them from its own
+environment (a local instance inherits the driver's; nodes of an existing
+cluster must have them set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from radium import errors
+from radium.dispatch import AttemptCall, Dispatcher
+from radium.engines.base import GenerationParams
+
+if TYPE_CHECKING:
+    from radium.engines.base import Engine, EngineResponse
+
+CONNECT_TIMEOUT_S = 30.0
+"""Bound on reaching a cluster (or starting a local instance): past it, exit 2."""
+PROBE_TIMEOUT_S = 5.0
+NODES_TTL_S = 2.0
+"""How long the cluster's node table is trusted for the feasibility check."""
+_DIED = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "LocalRayletDiedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "RayActorError",
+    "OutOfMemoryError",
+    "TaskCancelledError",
+)
+
+
+def ray_options(call: AttemptCall) -> dict[str, Any]:
+    """The Ray task options for one attempt, from the agent's ``[agent.resources]``.
+
+    An agent that declares nothing asks for no CPU: model calls wait on the
+    network, and ``--parallel`` alone bounds how many run at once.
+    """
+    wanted = dict(call.resources)
+    options: dict[str, Any] = {
+        "name": f"radium:{call.task_id}",
+        "max_retries": 0,
+        "retry_exceptions": False,
+        "num_cpus": wanted.pop("num_cpus", 0),
+        "num_gpus": wanted.pop("num_gpus", 0),
+    }
+    memory_mb = wanted.pop("memory_mb", None)
+    if memory_mb:
+        options["memory"] = int(memory_mb) * 1024 * 1024
+    if wanted:
+        options["resources"] = wanted
+    return options
+
+
+def _needs(options: dict[str, Any]) -> dict[str, float]:
+    """The same request in the node table's terms (``CPU``, ``GPU``, ``memory``, custom)."""
+    needs = {"CPU": options["num_cpus"], "GPU": options["num_gpus"], "memory": options.get("memory", 0)}
+    needs.update(options.get("resources", {}))
+    return {name: amount for name, amount in needs.items() if amount}
+
+
+def _describe_needs(needs: dict[str, float]) -> str:
+    names = {"CPU": "num_cpus", "GPU": "num_gpus"}
+    parts = []
+    for name, amount in needs.items():
+        if name == "memory":
+            parts.append(f"memory_mb = {amount / 2**20:g}")
+        else:
+            parts.append(f"{names.get(name, name)} = {amount:g}")
+    return ", ".join(parts)
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class RayDispatcher(Dispatcher):
+    """Attempts run as Ray tasks, on a local instance started for the run or an existing cluster."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        schedule_timeout_s: float = 60.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.address = address or None
+        self.schedule_timeout_s = schedule_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self.num_cpus = num_cpus
+        """CPUs of the local instance (default: this machine's)."""
+        self._where = "a local Ray instance" if self.address is None else f"the Ray cluster at {self.address}"
+        self._remote: Any = None
+        self._connected = False
+        self._nodes: list[dict[str, float]] = []
+        self._nodes_at = float("-inf")
+        self._stop = threading.Event()
+
+    def describe(self) -> str:
+        return self._where
+
+    # ------------------------------------------------------------ connect
+
+    def _target(self) -> str | None:
+        """The address to join (``auto`` resolved from ``RAY_ADDRESS``), or None for a local instance."""
+        if self.address is None:
+            return None
+        if self.address == "auto":
+            return os.environ.get("RAY_ADDRESS") or "auto"
+        return self.address
+
+    def _probe(self, address: str) -> None:
+        """Fail in seconds, with one line, when nothing listens at ``host:port``."""
+        if "://" in address or address == "auto":
+            return  # ray:// (Ray Client) and a local cluster file are Ray's to resolve
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise errors.BackendUnavailableError(
+                f"bad Ray address {address!r}", hint="give host:port of the head node, e.g. 10.0.0.5:6379, or auto"
+            )
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            raise errors.BackendUnavailableError(
+                f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}",
+                hint="start it (ray start --head) or fix --ray-address / RADIUM_RAY_ADDRESS",
+            ) from None
+
+    def _init(self, ray: Any, target: str | None) -> None:
+        common = {"log_to_driver": False, "logging_level": logging.ERROR, "namespace": "radium"}
+        if target is None:
+            ray.init(address="local", include_dashboard=False, num_cpus=self.num_cpus, **common)
+        else:
+            ray.init(address=target, **common)
+
+    async def start(self) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise errors.MissingConfigurationError(
+                "the ray backend needs Ray, which is not installed", hint='pip install "radium[ray]"'
+            ) from None
+        target = self._target()
+        if target is not None:
+            await asyncio.to_thread(self._probe, target)
+        # ray.init may block for long on an address that accepts connections but is no
+        # Ray head: it runs in a daemon thread, so the wait is bounded. (Off the main
+        # thread it also leaves this process's SIGINT/SIGTERM handlers alone.) The
+        # thread lives until aclose(): a local instance's processes die with the
+        # thread that started them (PR_SET_PDEATHSIG), which is also what stops them
+        # if this process is killed.
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def hold() -> None:
+            try:
+                self._init(ray, target)
+            except BaseException as exc:  # reported by the awaiting side
+                done.set_exception(exc)
+                return
+            done.set_result(None)
+            self._stop.wait()
+
+        threading.Thread(target=hold, name="radium-ray", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(done), self.connect_timeout_s)
+        except (TimeoutError, Exception) as exc:
+            self._stop.set()
+            what = "start a local Ray instance" if target is None else f"connect to the Ray cluster at {target}"
+            why = f"no answer within {self.connect_timeout_s:g} s" if isinstance(exc, TimeoutError) else _first_line(exc)
+            raise errors.BackendUnavailableError(
+                f"cannot {what}: {why}",
+                hint="check the address and that the cluster runs the same Ray and Python versions",
+            ) from None
+        self._connected = True
+        self._remote = ray.remote(run_attempt)
+        nodes = self._capacity(refresh=True)
+        if target is None:
+            cpus = sum(node.get("CPU", 0) for node in nodes)
+            self._where = f"a local Ray instance ({cpus:g} CPUs)"
+        else:
+            address = ray.get_runtime_context().gcs_address
+            self._where = f"the Ray cluster at {address} ({len(nodes)} node{'s' if len(nodes) != 1 else ''})"
+
+    async def aclose(self) -> None:
+        if self._connected:
+            import ray
+
+            self._connected = False
+            try:
+                ray.shutdown()  # a local instance stops; a cluster ends this job's workers
+            finally:
+                self._stop.set()
+
+    # ------------------------------------------------------------ attempts
+
+    def _capacity(self, refresh: bool = False) -> list[dict[str, float]]:
+        """Total resources of each alive node (cached for ``NODES_TTL_S``)."""
+        now = time.monotonic()
+        if refresh or now - self._nodes_at > NODES_TTL_S:
+            import ray
+
+            self._nodes = [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+            self._nodes_at = now
+        return self._nodes
+
+    def _feasible(self, needs: dict[str, float], refresh: bool = False) -> bool:
+        return any(
+            all(node.get(name, 0) >= amount for name, amount in needs.items()) for node in self._capacity(refresh)
+        )
+
+    async def _until_feasible(self, call: AttemptCall, options: dict[str, Any]) -> None:
+        needs = _needs(options)
+        if self._feasible(needs):
+            return
+        # A local instance never grows; a cluster may (an autoscaler, a node starting).
+        wait_s = 0.0 if self.address is None else self.schedule_timeout_s
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+            if self._feasible(needs, refresh=True):
+                return
+        waited = f" within {wait_s:g} s (ray_schedule_timeout_s)" if wait_s else ""
+        agent = call.settings.agent_id or "its agent"
+        raise errors.UnschedulableTaskError(
+            f"ray: no node of {self._where} has the resources task {call.task_id} asks for "
+            f"({_describe_needs(needs)}){waited}",
+            hint=f"add a node that has them, or change [agent.resources] of agent '{agent}'",
+        )
+
+    async def call(self, engine: "Engine", call: AttemptCall) -> "EngineResponse":
+        import ray
+
+        options = ray_options(call)
+        await self._until_feasible(call, options)
+        ref = self._remote.options(**options).remote(call)
+        try:
+            outcome = await ref
+        except asyncio.CancelledError:
+            # Ctrl+C, SIGTERM, the executor's time limit. A command agent's worker is
+            # ended outright, and its process groups with it (see _GroupReaper).
+            with contextlib.suppress(Exception):
+                ray.cancel(ref, force=call.settings.engine == "command")
+            raise
+        except ray.exceptions.RayError as exc:
+            raise _map_ray_error(exc, call) from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def _map_ray_error(exc: BaseException, call: AttemptCall) -> errors.RadiumError:
+    """A Ray failure in Radium's taxonomy (our own errors come back as values, not through here)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    what = f"ray: the attempt of {call.task_id}"
+    if "TaskUnschedulableError" in names:
+        return errors.UnschedulableTaskError(f"{what} cannot be scheduled: {_first_line(exc)}")
+    if "RuntimeEnvSetupError" in names:
+        return errors.BackendUnavailableError(f"{what} could not set up its runtime environment: {_first_line(exc)}")
+    if names & set(_DIED):
+        return errors.WorkerLostError(f"{what} lost its worker ({type(exc).__name__}): {_first_line(exc)}")
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, ImportError):
+        return errors.MissingConfigurationError(
+            f"{what} could not start on its node: {type(cause).__name__}: {cause}",
+            hint="install radium (with the engines' extras) on every node of the cluster",
+        )
+    return errors.WorkerLostError(f"{what} failed in Ray ({type(exc).__name__}): {_first_line(exc)}")
+
+
+# ---------------------------------------------------------------- worker side
+
+_ENGINES: dict[Any, "Engine"] = {}
+"""Engines of this worker process, by settings, so SDK clients are reused across attempts."""
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per worker process, in a thread, kept for the engines' clients."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="radium-engines", daemon=True).start()
+            _LOOP = loop
+        return _LOOP
+
+
+def run_attempt(call: AttemptCall) -> Any:
+    """The Ray task: run one attempt here and return the answer or the ``radium.errors`` error.
+
+    ``ray.cancel(force=False)`` arrives as KeyboardInterrupt in this (main)
+    thread: the engine call is cancelled and given time to clean up.
+    """
+    future = asyncio.run_coroutine_threadsafe(_generate(call), _worker_loop())
+    try:
+        while True:
+            try:
+                return future.result(timeout=0.25)  # returns at once when done; the timeout lets a cancel in
+            except concurrent.futures.TimeoutError:
+                continue
+    except BaseException:
+        future.cancel()
+        with contextlib.suppress(BaseException):
+            concurrent.futures.wait([future], timeout=10)
+        raise
+
+
+async def _generate(call: AttemptCall) -> Any:
+    from radium.engines import create_engine
+
+    try:
+        engine = _ENGINES.get(call.settings)
+        if engine is None:
+            engine = create_engine(call.settings)
+            engine.preflight()  # this node must have the key, the program, the SDK
+            _ENGINES[call.settings] = engine
+        if engine.name == "command":
+            _watch_command_groups()
+        return await engine.generate(call.prompt, GenerationParams(timeout_s=call.timeout_s))
+    except errors.RadiumError as exc:
+        exc.__context__ = exc.__cause__ = None
+        exc.__traceback__ = None
+        return exc
+    except Exception as exc:  # an engine bug: retryable, and say what it was
+        return errors.ModelExecutionError(f"{call.settings.engine}: unexpected {type(exc).__name__}: {exc}")
+
+
+def _watch_command_groups() -> None:
+    from radium.engines.command import CommandEngine
+
+    if CommandEngine.group_watch is None:
+        CommandEngine.group_watch = _GroupReaper()
+
+
+_REAPER = r"""
+import os, signal, sys, time
+groups = set()
+for line in sys.stdin:
+    sign, pgid = line[:1], line[1:].strip()
+    if pgid.isdigit():
+        (groups.add if sign == "+" else groups.discard)(int(pgid))
+def alive(g):
+    try:
+        os.killpg(g, 0)
+        return True
+    except OSError:
+        return False
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGTERM)
+    except OSError:
+        pass
+deadline = time.monotonic() + 2.0
+while any(alive(g) for g in groups) and time.monotonic() < deadline:
+    time.sleep(0.05)
+for g in groups:
+    try:
+        os.killpg(g, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _GroupReaper:
+    """A helper process that outlives this worker to kill the command agents' process groups.
+
+    A worker ended by ``ray.cancel(force=True)``, a crash or ``kill -9`` runs no
+    cleanup, and a command agent runs in a session of its own, so nothing else
+    would stop it. The helper holds the read end of a pipe whose write end only
+    this worker has: when the worker dies the pipe closes, and the helper sends
+    SIGTERM, then SIGKILL 2 s later, to every group still registered.
+    """
+
+    def __init__(self) -> None:
+        read_end, self._write_end = os.pipe()  # not inherited by the agents (O_CLOEXEC)
+        try:
+            subprocess.Popen(
+                [sys.executable, "-c", _REAPER],
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        finally:
+            os.close(read_end)
+        self._lock = threading.Lock()
+
+    def _send(self, line: str) -> None:
+        with self._lock, contextlib.suppress(OSError):
+            os.write(self._write_end, line.encode())
+
+    def add(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def discard(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
