@@ -164,6 +164,13 @@ class RayDispatcher(Dispatcher):
             ) from None
 
     def _init(self, ray: Any, target: str | None) -> None:
+        # The driver prints the cluster's error notices ("(raylet) A worker died…") on
+        # stdout, which belongs to the run's output (--json: events only). Radium reports
+        # each of them as the attempt's error instead.
+        import ray._private.worker as driver
+
+        if hasattr(driver, "print_to_stdstream"):
+            driver.print_to_stdstream = lambda data, ignore_prefix=False: None
         common = {"log_to_driver": False, "logging_level": logging.ERROR, "namespace": "radium"}
         if target is None:
             ray.init(address="local", include_dashboard=False, num_cpus=self.num_cpus, **common)
@@ -372,6 +379,9 @@ def _watch_command_groups() -> None:
 
 _REAPER = r"""
 import os, signal, sys, time
+if os.fork():  # Ray kills a dying worker's direct children: the reaper must be a grandchild
+    os._exit(0)
+os.setsid()
 groups = set()
 for line in sys.stdin:
     sign, pgid = line[:1], line[1:].strip()
@@ -406,18 +416,19 @@ class _GroupReaper:
     cleanup, and a command agent runs in a session of its own, so nothing else
     would stop it. The helper holds the read end of a pipe whose write end only
     this worker has: when the worker dies the pipe closes, and the helper sends
-    SIGTERM, then SIGKILL 2 s later, to every group still registered.
+    SIGTERM, then SIGKILL 2 s later, to every group still registered. It is not
+    this worker's child (Ray kills those with the worker), but its grandchild.
     """
 
     def __init__(self) -> None:
         read_end, self._write_end = os.pipe()  # not inherited by the agents (O_CLOEXEC)
         try:
-            subprocess.Popen(
-                [sys.executable, "-c", _REAPER],
+            subprocess.run(
+                [sys.executable, "-S", "-c", _REAPER],
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                start_new_session=True,
+                check=False,
             )
         finally:
             os.close(read_end)
