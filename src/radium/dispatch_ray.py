@@ -217,7 +217,11 @@ class RayDispatcher(Dispatcher):
         from radium.dispatch_ray_worker import run_attempt
 
         self._remote = ray.remote(run_attempt)
-        nodes = self._capacity(refresh=True)
+        try:
+            nodes = self._capacity(refresh=True)
+        except Exception as exc:  # connected, yet the node table cannot be read
+            await self.aclose()
+            raise errors.BackendUnavailableError(f"cannot read the Ray cluster's nodes: {_first_line(exc)}") from None
         if target is None:
             cpus = sum(node.get("CPU", 0) for node in nodes)
             self._where = f"a local Ray instance ({cpus:g} CPUs)"

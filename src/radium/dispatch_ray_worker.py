@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from radium import errors
@@ -74,7 +75,7 @@ async def _generate(call: AttemptCall, earlier_attempts: int) -> Any:
             engine.preflight()  # this node must have the key, the program, the SDK
             _ENGINES[call.settings] = engine
         if engine.name == "command":
-            _watch_command_groups()
+            _watch_command_groups()  # before the agent is spawned
         elif engine.name == "mock":
             engine.resume_script(call.prompt, earlier_attempts)  # type: ignore[attr-defined]
         return await engine.generate(call.prompt, GenerationParams(timeout_s=call.timeout_s))
@@ -86,77 +87,75 @@ async def _generate(call: AttemptCall, earlier_attempts: int) -> Any:
         return errors.ModelExecutionError(f"{call.settings.engine}: unexpected {type(exc).__name__}: {exc}")
 
 
-def _watch_command_groups() -> None:
-    from radium.engines.command import CommandEngine
+MARK_VARIABLE = "RADIUM_RAY_WORKER"
+_reaper_pipe: int | None = None
 
-    if CommandEngine.group_watch is None:
-        CommandEngine.group_watch = _GroupReaper()
+
+def _watch_command_groups() -> None:
+    """Make sure no command agent outlives this worker (once per worker process).
+
+    A worker ended by ``ray.cancel(force=True)``, a crash or ``kill -9`` runs no
+    cleanup, and a command agent runs in a session of its own, so nothing else
+    would stop it or the helpers it started. Every process this worker starts
+    from now on inherits ``RADIUM_RAY_WORKER=<pid>-<random>`` in its
+    environment. A reaper process holds the read end of a pipe whose write end
+    only this worker has: when the worker dies, however it dies, the pipe
+    closes, and the reaper sends SIGTERM, then SIGKILL 2 s later, to every
+    process that carries the mark. Marking at spawn leaves no gap: an agent is
+    covered from its first instruction, and so is anything it starts (Linux:
+    the reaper reads ``/proc/<pid>/environ``).
+    """
+    global _reaper_pipe
+    if _reaper_pipe is not None or not os.path.isdir("/proc"):
+        return
+    mark = f"{os.getpid()}-{uuid.uuid4().hex}"
+    os.environ[MARK_VARIABLE] = mark
+    read_end, write_end = os.pipe()  # not inherited by the agents (O_CLOEXEC)
+    try:
+        subprocess.run(
+            [sys.executable, "-S", "-c", _REAPER, f"{MARK_VARIABLE}={mark}"],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+    finally:
+        os.close(read_end)
+    _reaper_pipe = write_end  # kept open for the worker's lifetime; its end is the signal
 
 
 _REAPER = r"""
 import os, signal, sys, time
-if os.fork():  # Ray kills a dying worker's direct children: the reaper must be a grandchild
+if os.fork():  # Ray kills a dying worker's direct children: the reaper is its grandchild
     os._exit(0)
 os.setsid()
-groups = set()
-for line in sys.stdin:
-    sign, pgid = line[:1], line[1:].strip()
-    if pgid.isdigit():
-        (groups.add if sign == "+" else groups.discard)(int(pgid))
-def alive(g):
+mark = sys.argv[1].encode()
+sys.stdin.buffer.read()  # returns at EOF: the worker is gone
+me = os.getpid()
+def marked():
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) != me:
+            try:
+                with open("/proc/%s/environ" % name, "rb") as fh:
+                    if mark in fh.read().split(b"\0"):
+                        found.append(int(name))
+            except OSError:
+                pass
+    return found
+targets = marked()
+for pid in targets:
     try:
-        os.killpg(g, 0)
-        return True
-    except OSError:
-        return False
-for g in groups:
-    try:
-        os.killpg(g, signal.SIGTERM)
+        os.kill(pid, signal.SIGTERM)
     except OSError:
         pass
 deadline = time.monotonic() + 2.0
-while any(alive(g) for g in groups) and time.monotonic() < deadline:
+while targets and time.monotonic() < deadline:
     time.sleep(0.05)
-for g in groups:
+    targets = marked()  # a process that exited (or is a zombie) shows no environment
+for pid in targets:
     try:
-        os.killpg(g, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
 """
-
-
-class _GroupReaper:
-    """A helper process that outlives this worker to kill the command agents' process groups.
-
-    A worker ended by ``ray.cancel(force=True)``, a crash or ``kill -9`` runs no
-    cleanup, and a command agent runs in a session of its own, so nothing else
-    would stop it. The helper holds the read end of a pipe whose write end only
-    this worker has: when the worker dies the pipe closes, and the helper sends
-    SIGTERM, then SIGKILL 2 s later, to every group still registered. It is not
-    this worker's child (Ray kills those with the worker), but its grandchild.
-    """
-
-    def __init__(self) -> None:
-        read_end, self._write_end = os.pipe()  # not inherited by the agents (O_CLOEXEC)
-        try:
-            subprocess.run(
-                [sys.executable, "-S", "-c", _REAPER],
-                stdin=read_end,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                check=False,
-            )
-        finally:
-            os.close(read_end)
-        self._lock = threading.Lock()
-
-    def _send(self, line: str) -> None:
-        with self._lock, contextlib.suppress(OSError):
-            os.write(self._write_end, line.encode())
-
-    def add(self, pgid: int) -> None:
-        self._send(f"+{pgid}\n")
-
-    def discard(self, pgid: int) -> None:
-        self._send(f"-{pgid}\n")
-

@@ -125,10 +125,6 @@ class _Collector:
 class CommandEngine(Engine):
     """A CLI agent run as a subprocess (see the module docstring for the rules)."""
 
-    group_watch: ClassVar[object | None] = None
-    """Set where the process may die abruptly (a Ray worker): told ``add(pgid)``/``discard(pgid)``
-    for each running agent, it kills the groups left when the process dies (``radium.dispatch_ray``)."""
-
     name = "command"
     term_grace_s: ClassVar[float] = 2.0
     """Wait between SIGTERM and SIGKILL of the process group."""
@@ -285,35 +281,28 @@ class CommandEngine(Engine):
         except (OSError, ValueError) as exc:
             raise self._spawn_error(exc) from None
 
-        watch = type(self).group_watch
-        if watch is not None:
-            watch.add(proc.pid)  # type: ignore[attr-defined]
+        stdout = _Collector()
+        stderr = _Collector(limit=_STDERR_KEEP_BYTES)
         try:
-            stdout = _Collector()
-            stderr = _Collector(limit=_STDERR_KEEP_BYTES)
-            try:
-                async with asyncio.timeout(timeout_s or None):
-                    returncode = await self._communicate(proc, stdin_data, stdout, stderr)
-            except TimeoutError:
-                await self._terminate(proc)
-                raise errors.ModelTimeoutError(
-                    self._with_stderr(
-                        f"command: {self._program()!r} did not finish within {timeout_s:g}s "
-                        "(its process group was killed)",
-                        stderr.data,
-                    ),
-                    hint="raise timeout_s for this agent if it needs longer",
-                ) from None
-            except BaseException:
-                # Cancellation (Ctrl+C, SIGTERM, the executor) or anything unexpected:
-                # never leave the agent or its helpers running.
-                await self._terminate(proc)
-                raise
+            async with asyncio.timeout(timeout_s or None):
+                returncode = await self._communicate(proc, stdin_data, stdout, stderr)
+        except TimeoutError:
+            await self._terminate(proc)
+            raise errors.ModelTimeoutError(
+                self._with_stderr(
+                    f"command: {self._program()!r} did not finish within {timeout_s:g}s "
+                    "(its process group was killed)",
+                    stderr.data,
+                ),
+                hint="raise timeout_s for this agent if it needs longer",
+            ) from None
+        except BaseException:
+            # Cancellation (Ctrl+C, SIGTERM, the executor) or anything unexpected:
+            # never leave the agent or its helpers running.
+            await self._terminate(proc)
+            raise
 
-            await self._stop_leftovers(proc.pid)
-        finally:
-            if watch is not None:
-                watch.discard(proc.pid)  # type: ignore[attr-defined]
+        await self._stop_leftovers(proc.pid)
         return self._result(returncode, stdout.data, stderr.data)
 
     async def _stop_leftovers(self, pgid: int) -> None:
