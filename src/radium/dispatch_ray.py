@@ -32,9 +32,10 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from radium import errors
 from radium.dispatch import AttemptCall, Dispatcher
@@ -103,6 +104,21 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     text = str(exc).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (native code writes there directly)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(sink, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(sink)
 
 
 class RayDispatcher(Dispatcher):
@@ -202,9 +218,12 @@ class RayDispatcher(Dispatcher):
             done.set_result(None)
             self._stop.wait()
 
-        threading.Thread(target=hold, name="radium-ray", daemon=True).start()
         try:
-            await asyncio.wait_for(asyncio.wrap_future(done), self.connect_timeout_s)
+            # Ray's C++ client logs every failed try to stderr ("Failed to get cluster ID
+            # from GCS server…"); a failure is reported below, in one line.
+            with _quiet_stderr():
+                threading.Thread(target=hold, name="radium-ray", daemon=True).start()
+                await asyncio.wait_for(asyncio.wrap_future(done), self.connect_timeout_s)
         except (TimeoutError, Exception) as exc:
             self._stop.set()
             what = "start a local Ray instance" if target is None else f"connect to the Ray cluster at {target}"
