@@ -74,6 +74,14 @@ def alive(pid: int) -> bool:
         return False
 
 
+def worker_title(agent_pid: int) -> str:
+    """The title of the process that started ``agent_pid`` (the Ray worker running the attempt)."""
+    with open(f"/proc/{agent_pid}/stat") as fh:
+        parent = fh.read().rsplit(")", 1)[1].split()[1]
+    with open(f"/proc/{parent}/cmdline", "rb") as fh:
+        return fh.read().split(b"\0")[0].decode().strip()
+
+
 def wait_until(condition, timeout: float, what: str) -> None:
     """Poll ``condition`` (a process's death, a file some other process writes) up to ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -162,6 +170,9 @@ def test_a_stopped_run_ends_its_ray_tasks_and_resume_completes(tmp_path: Path, c
     process = popen_rad(*args, cwd=ws, env=env)
     try:
         wait_until(lambda: len([p for p in piddir.iterdir() if not p.name.endswith(".tmp")]) == 2, 60, "both agents to start")
+        # Each attempt is a Ray task named radium:<task id> (Ray titles its worker process so).
+        workers = {worker_title(int(f.name)) for f in piddir.iterdir()}
+        assert workers == {"ray::radium:I1.T1", "ray::radium:I1.T2"}, workers
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=30)
     finally:
