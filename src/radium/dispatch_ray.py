@@ -309,7 +309,7 @@ class RayDispatcher(Dispatcher):
             outcome = await ref
         except asyncio.CancelledError:
             # Ctrl+C, SIGTERM, the executor's time limit. A command agent's worker is
-            # ended outright, and its process groups with it (see _GroupReaper).
+            # ended outright; its agents die with it (radium.dispatch_ray_worker).
             with contextlib.suppress(Exception):
                 ray.cancel(ref, force=call.settings.engine == "command")
             raise
