@@ -260,6 +260,8 @@ def test_the_local_backend_ignores_agent_resources(tmp_path: Path) -> None:
     ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")]))
     path = ws / "agents" / "writer.toml"
     path.write_text(path.read_text() + '\n[agent.resources]\nnum_gpus = 8\n"gpu-node" = 1\n')
+    listed = json.loads(run_rad("agents", "--json", cwd=ws).stdout)["agents"]
+    assert [a["resources"] for a in listed] == [{"num_gpus": 8, "gpu-node": 1}]
     result = run_rad("craft", "REQ-001", cwd=ws)
     assert result.returncode == 0, result.stderr
     assert "Backend:" not in result.stdout
