@@ -70,7 +70,7 @@ def demo() -> int:
 def test() -> int:
     """Run the whole test suite; 'no tests ran' (pytest exit 5) counts as a failure."""
     ensure_venv()
-    code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", *sys.argv[2:]], cwd=ROOT).returncode
+    code = subprocess.run([str(PYTHON), "-m", "pytest", "-n", "2", "--dist", "loadgroup", *sys.argv[2:]], cwd=ROOT).returncode
     if code == 5:
         print("pytest collected no tests: failing on purpose.", file=sys.stderr)
         return 1

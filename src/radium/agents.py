@@ -14,6 +14,12 @@
     #           fatal_exit_codes = [2], retry_exit_codes = [75]   (command engine)
     #           price = { input_per_mtok = 0.5, output_per_mtok = 1.5 }   # USD per million tokens
 
+    [agent.resources]                # where the Ray backend may run this agent (local ignores it)
+    num_cpus = 1
+    num_gpus = 1
+    memory_mb = 4096
+    "gpu-node" = 1                   # any other key is a custom Ray resource
+
 Discovery is deterministic: ``<workspace>/agents/``, then
 ``<workspace>/.radium/agents/``, then ``~/.radium/agents/``, each searched
 recursively in sorted order. The first definition of an id wins; a later one
@@ -37,6 +43,28 @@ from radium.store import format_validation_error
 from radium.workspace import Workspace, load_toml
 
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory_mb")
+_RAY_OWN_RESOURCES = {"CPU", "GPU", "memory", "object_store_memory"}
+
+
+def _check_resources(value: Any) -> dict[str, float]:
+    """``[agent.resources]``: non-negative amounts; custom names are Ray resources."""
+    if not isinstance(value, dict):
+        raise ValueError("must be a table: [agent.resources] with num_cpus, num_gpus, memory_mb or custom resources")
+    checked: dict[str, float] = {}
+    for name, amount in value.items():
+        if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+            raise ValueError(f"{name} must be a number, not {amount!r}")
+        if amount < 0:
+            raise ValueError(f"{name} must not be negative")
+        if name in _RAY_OWN_RESOURCES or name.startswith("node:"):
+            raise ValueError(f"{name!r} is set by Ray itself; use num_cpus, num_gpus or memory_mb")
+        if name == "memory_mb" and amount != int(amount):
+            raise ValueError("memory_mb must be a whole number of MiB")
+        if name not in RESOURCE_KEYS and amount > 1 and amount != int(amount):
+            raise ValueError(f"{name} = {amount}: Ray needs whole amounts above 1")
+        checked[name] = amount
+    return checked
 
 
 class AgentPrice(BaseModel):
@@ -73,6 +101,8 @@ class AgentConfig(BaseModel):
     retry_exit_codes: tuple[int, ...] = ()
     price: AgentPrice | None = None
     """Overrides the price database (self-hosted or unlisted models); see radium.reporting.pricing."""
+    resources: dict[str, float] = Field(default_factory=dict)
+    """``[agent.resources]``: Ray task options for this agent's attempts (the local backend ignores them)."""
     # Set by discovery, not read from the file.
     source: Path = Field(default=Path("."), exclude=True)
     prompt_file: Path = Field(default=Path("."), exclude=True)
@@ -90,6 +120,10 @@ class AgentConfig(BaseModel):
         if isinstance(data, dict) and not data.get("name") and isinstance(data.get("id"), str):
             data = {**data, "name": data["id"]}
         return data
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _valid_resources(cls, value: Any) -> dict[str, float]:
+        return _check_resources(value)
 
     @field_validator("engine")
     @classmethod

@@ -17,6 +17,7 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
     │   ├── ConnectionFailedError       refused, reset, unreachable, closed mid-response
     │   ├── FileLockBusyError           a lock another process holds briefly
     │   ├── TemporaryIOError            EAGAIN, EBUSY, EINTR and friends
+    │   ├── WorkerLostError             the Ray worker or node running an attempt died
     │   └── ModelExecutionError         an unclassified provider/agent failure
     └── FatalError                      category FATAL: retrying cannot help
         ├── AuthenticationError         HTTP 401/403: the key is wrong or lacks access
@@ -35,6 +36,8 @@ mapped into this tree once, at the engine boundary (see ``radium.engines``).
         ├── PlanLockedError             another ``rad craft`` runs this plan
         ├── PlanExistsError             ``rad plan`` would overwrite a plan
         ├── UsageError                  contradictory command-line options
+        ├── BackendUnavailableError     the Ray cluster cannot be reached or started
+        ├── UnschedulableTaskError      no node of the cluster has the resources a task asks for
         └── CheckpointWriteError        the manifest could not be saved
 
 ``exit_code`` is what the CLI exits with when the error reaches it: ``2`` for
@@ -176,6 +179,12 @@ class TemporaryIOError(RecoverableError):
     kind = "temporary I/O"
 
 
+class WorkerLostError(RecoverableError):
+    """The process or node running an attempt died (a Ray worker crashed, a node was lost)."""
+
+    kind = "worker lost"
+
+
 class ModelExecutionError(RecoverableError):
     """A provider or agent failed in a way we could not classify; worth a retry."""
 
@@ -307,6 +316,19 @@ class UsageError(FatalError):
     """The command line contradicts itself (``--resume --restart``…)."""
 
     kind = "usage"
+
+
+class BackendUnavailableError(FatalError):
+    """The execution backend (a Ray cluster) cannot be reached or started; nothing ran."""
+
+    kind = "backend unavailable"
+
+
+class UnschedulableTaskError(FatalError):
+    """No node of the cluster has the resources a task asks for (``[agent.resources]``)."""
+
+    exit_code = ExitCode.TASK_FAILED
+    kind = "unschedulable"
 
 
 class CheckpointWriteError(FatalError):

@@ -11,7 +11,7 @@ came from (``RADIUM_MAX_RETRIES=abc: …``).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,6 +46,12 @@ class ExecutionSettings(BaseModel):
     model: str | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_cost_usd: float | None = Field(None, gt=0)
+    backend: Literal["local", "ray"] = "local"
+    """Where attempts run: in this process, or as Ray tasks (``radium.dispatch``)."""
+    ray_address: str | None = None
+    """An existing Ray cluster to join (``auto``: ``RAY_ADDRESS``); none starts a local Ray instance."""
+    ray_schedule_timeout_s: float = Field(60.0, ge=0)
+    """How long a task no node has the resources for waits for one to join before it fails."""
 
     def budget(self) -> "Budget | None":
         """The run's budget, or None when neither limit is set."""
@@ -54,6 +60,12 @@ class ExecutionSettings(BaseModel):
         from radium.reporting.budget import Budget
 
         return Budget(max_tokens=self.max_tokens, max_cost_usd=self.max_cost_usd)
+
+    def dispatcher_options(self) -> dict[str, Any]:
+        """The options ``radium.dispatch.create_dispatcher`` takes for this run's backend."""
+        if self.backend != "ray":
+            return {}
+        return {"address": self.ray_address, "schedule_timeout_s": self.ray_schedule_timeout_s}
 
     def retry_policy(self) -> "RetryPolicy":
         """The run's retry policy from these settings."""
@@ -119,6 +131,8 @@ def resolve_settings(
             f"max_delay_ms ({settings.max_delay_ms}) is below base_delay_ms ({settings.base_delay_ms})",
             hint="raise --max-delay-ms or lower --base-delay-ms",
         )
+    if "ray_address" in explicit and settings.backend != "ray":
+        raise InvalidDataError("--ray-address needs the ray backend", hint="add --backend ray")
     return settings, frozenset(explicit)
 
 

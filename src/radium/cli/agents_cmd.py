@@ -36,6 +36,7 @@ def agents(settings_obj, json_output):
                             "source": str(a.source),
                             "prompt_file": str(a.prompt_file),
                             "prompt_exists": a.prompt_file.is_file(),
+                            "resources": a.resources,
                         }
                         for a in registry.agents.values()
                     ],

@@ -65,6 +65,12 @@ _SIGNAL_EXIT = {signal.SIGINT: ExitCode.SIGINT, signal.SIGTERM: ExitCode.SIGTERM
     metavar="X",
     help="Budget: start no new task once this run cost X USD (every agent needs a known price).",
 )
+@click.option("--backend", metavar="B", help="Where attempts run: local (this process) or ray. [default: local]")
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="With --backend ray: join this Ray cluster (auto: $RAY_ADDRESS) instead of starting a local one.",
+)
 @click.pass_obj
 def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_run, show_prompts, json_output, **flags):
     """Execute PLAN: dependency order, retries, a checkpoint after every task.
@@ -76,6 +82,7 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     flags win over the environment, which wins over the file.
     """
     from radium.agents import discover_agents
+    from radium.dispatch import create_dispatcher
     from radium.cli.output import HumanRenderer, JsonRenderer, warn
     from radium.planning.executor import ExecutionConfig, PlanExecutor, RunMode
     from radium.prompts import format_context_files, gather_context_files
@@ -128,7 +135,10 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
     renderer.options = _options_in_force(settings, config, len(context_files_used))
     store = ref.store()
     notes = _LockNotes(renderer)
-    executor = PlanExecutor(config, store=store, agents=agents, workdir=workspace.root, on_event=notes)
+    dispatcher = create_dispatcher(settings.backend, **settings.dispatcher_options())
+    executor = PlanExecutor(
+        config, store=store, agents=agents, workdir=workspace.root, on_event=notes, dispatcher=dispatcher
+    )
 
     if dry_run:
         from radium.cli.dry_run import dry_run as run_dry

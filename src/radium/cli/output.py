@@ -104,6 +104,8 @@ class HumanRenderer:
         )
         if self.options:
             self._print(f"  Options: {self.options}")
+        if e.get("backend", "local") != "local":
+            self._print(f"  Backend: {e['backend']} · {e.get('where')}")
         if e["completed_tasks"] and e["resume_from"]:
             verb = "Resuming from checkpoint" if e.get("resume") else "Continuing"
             self._print(

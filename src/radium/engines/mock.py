@@ -131,6 +131,11 @@ class MockEngine(Engine):
         self.history: list[str] = []
         """Every prompt received, in order (for tests that use the engine directly)."""
 
+    def resume_script(self, prompt: str, earlier_attempts: int) -> None:
+        """Say that ``prompt`` had ``earlier_attempts`` attempts elsewhere, so its ``mock-fail``
+        script goes on from there (the Ray backend sends each attempt to whichever worker is free)."""
+        self._attempts[hashlib.sha256(prompt.encode()).hexdigest()] = earlier_attempts
+
     async def generate(self, prompt: str, params: GenerationParams) -> EngineResponse:
         self.history.append(prompt)
         key = hashlib.sha256(prompt.encode()).hexdigest()
