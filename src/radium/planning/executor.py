@@ -69,6 +69,7 @@ from radium.planning.run_types import (
     format_elapsed,
 )
 from radium.planning.schedule import DependencyOrder, unmet_dependency
+from radium.planning.selection import reset_for_run, select
 from radium.prompts import DependencyOutput, TaskPromptInput, build_task_prompt
 from radium.ratelimit import RateLimiters
 from radium.reporting.budget import Spend
@@ -435,17 +436,8 @@ class PlanExecutor:
         self._attach(manifest)
         self.checkpoints.everything_changed()
         config = self.config
-        restart = config.restart or not config.skip_completed
-        in_scope = self._scope(manifest)
-        for _, task in manifest.tasks():
-            if restart and task.id in in_scope:
-                task.reset()  # --restart forgets only what this run will redo
-            elif task.status in (TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED, TaskStatus.FAILED):
-                task.set_status(TaskStatus.PENDING)
-        for iteration in manifest.iterations:
-            iteration.refresh_status()
-
-        selected = self._select(manifest)
+        reset_for_run(manifest, config, self._index)
+        selected = select(manifest, config, self._index)
         if self.agents is not None:
             # A task naming no agent is skipped, as the original Radium did ("No agent
             # assigned, skipping"): it stays pending and its dependents are blocked.
@@ -472,50 +464,6 @@ class PlanExecutor:
         if budget is not None and budget.max_cost_usd is not None:
             self._require_prices([task for _, tasks in selected for task in tasks])
         return selected
-
-    def _scope(self, manifest: PlanManifest) -> set[str]:
-        """Ids of the tasks ``--task``/``--iteration`` put in reach of this run (all by default)."""
-        if self.config.only_task is not None:
-            return {self.config.only_task}
-        if self.config.only_iteration is not None:
-            return {t.id for it in manifest.iterations if it.id == self.config.only_iteration for t in it.tasks}
-        return set(self._index)
-
-    def _select(self, manifest: PlanManifest) -> list[tuple[Iteration, list[PlanTask]]]:
-        config = self.config
-        if config.only_task is not None:
-            entry = self._index.get(config.only_task)
-            if entry is None:
-                raise PlanValidationError(f"--task {config.only_task}: no such task in the plan")
-            iteration, task = entry
-            if config.only_iteration is not None and iteration.id != config.only_iteration:
-                raise PlanValidationError(
-                    f"--task {task.id} is in iteration {iteration.id}, not {config.only_iteration}"
-                )
-            self._require_outside_dependencies([task], {task.id})
-            return [] if task.completed else [(iteration, [task])]
-        if config.only_iteration is not None:
-            for iteration in manifest.iterations:
-                if iteration.id == config.only_iteration:
-                    tasks = [t for t in iteration.tasks if not t.completed]
-                    self._require_outside_dependencies(tasks, {t.id for t in iteration.tasks})
-                    return [(iteration, tasks)] if tasks else []
-            ids = ", ".join(it.id for it in manifest.iterations)
-            raise PlanValidationError(f"--iteration {config.only_iteration}: no such iteration (have {ids})")
-        return [
-            (iteration, tasks)
-            for iteration in manifest.iterations
-            if (tasks := [t for t in iteration.tasks if not t.completed])
-        ]
-
-    def _require_outside_dependencies(self, tasks: list[PlanTask], inside: set[str]) -> None:
-        for task in tasks:
-            unmet = unmet_dependency(task, self._index, skip=inside)
-            if unmet is not None:
-                raise DependencyNotMetError(
-                    f"task {task.id} depends on {unmet[0]}, which has not completed",
-                    hint=f"run it first (rad craft {self.config.plan_label} --task {unmet[0]}) or drop the filter",
-                )
 
     def planned_order(
         self, selected: list[tuple[Iteration, list[PlanTask]]]
