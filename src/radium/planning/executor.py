@@ -49,7 +49,6 @@ from radium.errors import (
     InvalidDataError,
     ModelExecutionError,
     ModelTimeoutError,
-    PlanValidationError,
     RadiumError,
     redact,
 )
