@@ -648,14 +648,17 @@ class PlanExecutor:
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            completions: list[Event] = []  # saved together (one journal fsync), then announced
             for runner in sorted(done, key=lambda r: self._position[running[r].id]):
                 task = running.pop(runner)
                 result = runner.result()
                 if result.success:
-                    await self._complete(task, result, state)
+                    completions.append(self._complete(task, result, state))
                     order.done(task.id)
                 else:
+                    await self._announce(completions, state)
                     await self._fail(task, result, state)
+            await self._announce(completions, state)
 
     def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
         if not self.config.check_dependencies:
@@ -694,7 +697,7 @@ class PlanExecutor:
             engine = None  # reported when the task runs
         # Persisted before it is announced; not fsynced: if this mark is lost the
         # task is pending, which is exactly what a lost in_progress task becomes.
-        await self.checkpoints.save(state.manifest, durable=False)
+        await self.checkpoints.save(state.manifest, durable=False, inline=not state.running)
         completed, total = state.counts
         self.emit(
             Event(
@@ -714,10 +717,10 @@ class PlanExecutor:
             )
         )
 
-    async def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
-        if self.store is not None:
-            task.output_path = self.store.write_output(task.id, result.output or "")
+    def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> Event:
+        """Mark ``task`` completed (its output staged for the next save); returns its event."""
         self.checkpoints.touch(task)
+        self.checkpoints.stage_output(task, result.output or "")
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
@@ -728,26 +731,31 @@ class PlanExecutor:
         state.counts = (completed, total)
         state.spend.settle(task, result.usage)
         self._account_waits(task, result, state)
-        await self.checkpoints.save(state.manifest)
-        self.emit(
-            Event(
-                "task_completed",
-                {
-                    "task_id": task.id,
-                    "title": task.title,
-                    "attempts": result.attempts,
-                    "duration_ms": result.duration_ms,
-                    "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
-                    "completion_tokens": result.usage.completion_tokens if result.usage else None,
-                    "rate_limit_wait_ms": result.rate_limit_wait_ms,
-                    "output_path": task.output_path,
-                    "cost_usd": task.cost_usd,
-                    "completed_tasks": completed,
-                    "total_tasks": total,
-                    "percent": math.floor(completed * 100 / total) if total else 0,
-                },
-            )
+        return Event(
+            "task_completed",
+            {
+                "task_id": task.id,
+                "title": task.title,
+                "attempts": result.attempts,
+                "duration_ms": result.duration_ms,
+                "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
+                "completion_tokens": result.usage.completion_tokens if result.usage else None,
+                "rate_limit_wait_ms": result.rate_limit_wait_ms,
+                "output_path": task.output_path,
+                "cost_usd": task.cost_usd,
+                "completed_tasks": completed,
+                "total_tasks": total,
+                "percent": math.floor(completed * 100 / total) if total else 0,
+            },
         )
+
+    async def _announce(self, completions: list[Event], state: RunState) -> None:
+        """Save completed tasks (outputs first, one journal fsync), then emit their events."""
+        if completions:
+            await self.checkpoints.save(state.manifest, inline=not state.running)
+            for event in completions:
+                self.emit(event)
+            completions.clear()
 
     async def _fail(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
         error = result.error or ModelExecutionError("task failed without an error")
