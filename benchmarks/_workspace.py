@@ -56,7 +56,37 @@ def make_workspace(ws: Path, n: int, per: int | None = None, completed: int = 0)
         iterations.append({"id": f"I{i}", "number": i, "name": f"It {i}", "status": status, "tasks": tasks})
     manifest = plan_dir / "plan" / "plan_manifest.json"
     manifest.parent.mkdir(parents=True, exist_ok=True)
+    (plan_dir / "plan.json").write_text(json.dumps({
+        "requirement_id": {"number": 1}, "project_name": "Bench", "folder_name": plan_dir.name, "stage": "backlog",
+        "status": "not_started", "created_at": 0, "updated_at": 0, "total_iterations": len(iterations),
+        "completed_iterations": 0, "total_tasks": n, "completed_tasks": completed}, indent=2))
     manifest.write_text(
         json.dumps({"requirement_id": {"number": 1}, "project_name": "Bench", "iterations": iterations}, indent=2)
     )
     return manifest
+
+
+def write_big_manifest(path: Path, n: int, completed: int = 0, per: int = 10_000) -> None:
+    """A manifest of ``n`` tasks written as a stream (compact JSON), without output files.
+
+    For ``rad status`` of plans too large to build in memory comfortably here.
+    """
+    with open(path, "w", encoding="utf-8") as out:
+        out.write('{"requirement_id": {"number": 1}, "project_name": "Bench", "iterations": [')
+        done = 0
+        for i in range(1, (n + per - 1) // per + 1):
+            count = min(per, n - (i - 1) * per)
+            out.write("," if i > 1 else "")
+            out.write(f'{{"id": "I{i}", "number": {i}, "name": "It {i}", "status": "not_started", "tasks": [')
+            for t in range(1, count + 1):
+                task = {"id": f"I{i}.T{t}", "number": t, "title": f"Task {i}.{t}", "agent_id": "w",
+                        "dependencies": [f"I{i}.T{t - 1}"] if t > 1 and t % 2 == 0 else []}
+                if done < completed:
+                    done += 1
+                    task.update(completed=True, status="completed", attempts=1, duration_ms=1,
+                                completed_at="2026-01-01T00:00:01+00:00",
+                                usage={"prompt_tokens": 12, "completion_tokens": 7},
+                                output_path=f"artifacts/tasks/I{i}.T{t}.md")
+                out.write(("," if t > 1 else "") + json.dumps(task))
+            out.write("]}")
+        out.write("]}")

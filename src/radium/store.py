@@ -6,11 +6,16 @@ Guarantees:
   target's directory, flushes and fsyncs it, renames it over the target and
   fsyncs the directory. After a crash at any instant the target is either the
   old or the new version, never a mix, and never truncated.
-* **Outputs before state.** A task's output file is written (atomically: temp
-  file, fsync, rename) and its directory fsynced before the journal line that
-  marks the task completed is appended and fsynced, so a completed task never
-  lacks its output. Outputs of tasks that complete together share one
-  directory fsync and one journal fsync (``PlanStore.commit``).
+* **Outputs with state.** The journal line that marks a task completed carries
+  the task's output text, and one fsync of the journal makes both durable at
+  once (``PlanStore.commit``); the output file itself is written (atomically,
+  temp file + rename) just before that line, without an fsync of its own. So a
+  completed task never lacks its output: after a power cut the output file may
+  be missing or stale, and the next ``rad craft`` rewrites it from the journal
+  (at the compaction that starts every run) before any task reads it. Before a compaction drops the
+  journal, every output written since the last one is fsynced (with its
+  directory): the manifest never says "completed" for an output that is not
+  durable on its own. Tasks that complete together share one journal fsync.
 * **Failures are loud.** A checkpoint that cannot be written raises
   ``CheckpointWriteError`` naming the path; the previous checkpoint is intact.
 * **One writer per plan.** ``PlanLock`` holds an OS-level lock (``filelock``)
@@ -85,6 +90,31 @@ def _replace_atomically(path: Path, data: bytes, fsync: bool) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+_LIBC_SYNCFS: list = []
+
+
+def _syncfs(directory: Path) -> bool:
+    """``syncfs(2)`` on ``directory``'s file system (every file's data and metadata); False where unavailable."""
+    if not _LIBC_SYNCFS:
+        function = None
+        try:
+            import ctypes
+            import ctypes.util
+
+            function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
+        except (OSError, AttributeError, ImportError):
+            pass
+        _LIBC_SYNCFS.append(function)
+    function = _LIBC_SYNCFS[0]
+    if function is None:
+        return False
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        return function(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def fsync_directory(directory: Path) -> None:
@@ -212,7 +242,9 @@ def journal_path_for(manifest_path: Path) -> Path:
     return manifest_path.with_name(manifest_path.stem + ".journal")
 
 
-def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> int | None:
+def apply_journal(
+    manifest: PlanManifest, path: Path, manifest_sha256: str, outputs: dict[str, str] | None = None
+) -> int | None:
     """Replay task updates journaled after the manifest was last written; return how many.
 
     The journal's first line names (by SHA-256) the manifest text it extends.
@@ -245,12 +277,19 @@ def apply_journal(manifest: PlanManifest, path: Path, manifest_sha256: str) -> i
     applied = 0
     for line in lines[1:]:
         try:
-            task = PlanTask.model_validate(json.loads(line)["task"])
+            entry = json.loads(line)
+            task = PlanTask.model_validate(entry["task"])
         except (ValueError, KeyError, TypeError, ValidationError):
             break
         found = positions.get(task.id)
         if found is None:
             continue
+        if outputs is not None:
+            output = entry.get("output")
+            if isinstance(output, str) and task.completed:
+                outputs[task.id] = output
+            else:
+                outputs.pop(task.id, None)
         iteration, position = found
         iteration.tasks[position] = task
         touched[id(iteration)] = iteration
@@ -295,6 +334,11 @@ class PlanStore:
         self._metadata_interval = 1.0
         self._tasks_dir_ready = False
         self._journal_bytes = 0
+        self._journal_fd: int | None = None
+        self._journal_outputs: dict[Path, str] = {}
+        """Output path -> text carried by the journal ``load`` replayed (made durable at the next compaction)."""
+        self._unsynced_outputs: list[Path] = []
+        """Output files written since the last compaction, not yet fsynced (their journal lines hold them)."""
         self._manifest_bytes = 0
         self._manifest_sha256: str | None = None
         self.stale_journal = False
@@ -311,7 +355,15 @@ class PlanStore:
         manifest = load_manifest(self.manifest_path, raw or None)
         self._manifest_sha256 = hashlib.sha256(raw).hexdigest()
         self._manifest_bytes = len(raw)
-        self.stale_journal = apply_journal(manifest, self.journal_path, self._manifest_sha256) is None
+        self._unsynced_outputs = []
+        self._journal_outputs = {}
+        self._close_journal()
+        outputs: dict[str, str] = {}
+        applied = apply_journal(manifest, self.journal_path, self._manifest_sha256, outputs)
+        for task_id, text in outputs.items():
+            with contextlib.suppress(InvalidDataError):  # an id that cannot name a file has no output file
+                self._journal_outputs[self.output_path(task_id)] = text
+        self.stale_journal = applied is None
         with contextlib.suppress(OSError):
             self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         return manifest
@@ -323,8 +375,12 @@ class PlanStore:
         self.write_checkpoint(manifest.to_json(), self.metadata_text(manifest, final=True))
 
     @staticmethod
-    def journal_line(task: PlanTask) -> str:
-        return '{"task": ' + task.model_dump_json() + "}\n"  # pydantic's encoder: 4x json.dumps
+    def journal_line(task: PlanTask, output: str | None = None) -> str:
+        """One task's whole state (and, when it just completed, its output text)."""
+        line = '{"task": ' + task.model_dump_json()  # pydantic's encoder: 4x json.dumps
+        if output is not None:
+            line += ', "output": ' + json.dumps(output, ensure_ascii=False)
+        return line + "}\n"
 
     def wants_compaction(self, extra_bytes: int) -> bool:
         """Whether appending ``extra_bytes`` would make the journal outgrow its budget."""
@@ -334,12 +390,18 @@ class PlanStore:
         """Replace the manifest with ``manifest_text`` and empty the journal."""
         with self._write_lock:
             try:
+                self._sync_outputs()
+            except OSError as exc:
+                raise CheckpointWriteError(f"cannot sync task outputs in {self.tasks_dir}: {exc.strerror or exc}") from None
+            try:
                 atomic_write_text(self.manifest_path, manifest_text, durable=durable)
             except OSError as exc:
                 raise self._write_error(self.manifest_path, exc) from None
             # The manifest now holds everything the journal held. (Should the
             # unlink be lost in a power cut, the journal names the old manifest's
             # hash and is ignored.)
+            self._close_journal()
+            self._journal_outputs = {}
             try:
                 self.journal_path.unlink()
                 if durable:
@@ -363,59 +425,102 @@ class PlanStore:
     ) -> None:
         """Store task outputs, then append the journal lines that mark those tasks completed.
 
-        The order is what makes a completed task never lack its output: each
-        output is written to a temp file, fsynced and renamed into place; the
-        tasks directory is fsynced once (making every rename durable); only then
-        is the journal appended and fsynced. Tasks that complete together share
-        the directory fsync and the journal fsync. Raises ``CheckpointWriteError``.
+        The journal lines of completed tasks carry their outputs (``journal_line``),
+        so the journal's one fsync makes outputs and states durable together; the
+        output files are written first (temp file + rename: never torn) and fsynced
+        later, at the next compaction, before the journal that backs them is
+        dropped. Raises ``CheckpointWriteError``.
         """
         with self._write_lock:
-            wrote = False
             for path, text in outputs:
-                self._write_output_file(path, text)
-                wrote = True
-            if wrote:
-                fsync_directory(self.tasks_dir)
+                self._write_output_file(path, text, fsync=not journal)
+                self._journal_outputs.pop(path, None)  # superseded
+                if journal:
+                    self._unsynced_outputs.append(path)
             if journal:
                 self._append(journal, durable)
+            elif outputs:
+                fsync_directory(self.tasks_dir)
             self.saves += 1
             self._write_metadata(metadata_text)
 
-    def _write_output_file(self, path: Path, text: str) -> None:
+    def _ensure_tasks_dir(self) -> None:
+        if not self._tasks_dir_ready:
+            if not self.tasks_dir.is_dir():
+                self.tasks_dir.mkdir(parents=True, exist_ok=True)
+                fsync_directory(self.tasks_dir.parent)  # artifacts/ holds the new tasks/
+                fsync_directory(self.plan_dir)  # and may itself be new
+            self._tasks_dir_ready = True
+
+    def _sync_outputs(self) -> None:
+        """Make every output the journal backs durable on its own, before a compaction drops the journal.
+
+        That is the outputs written since the last compaction, and those of the
+        journal ``load`` replayed (a crashed run's): a file that lost its content
+        in a power cut is rewritten from the journal here.
+        """
+        for path, text in self._journal_outputs.items():
+            try:
+                if path.read_text(encoding="utf-8", errors="replace") == text:
+                    self._unsynced_outputs.append(path)  # maybe only in the page cache of a killed run
+                    continue
+            except OSError:
+                pass
+            self._write_output_file(path, text, fsync=True)
+        self._journal_outputs = {}
+        if not self._unsynced_outputs:
+            return
+        if len(self._unsynced_outputs) > 8 and _syncfs(self.tasks_dir):
+            self._unsynced_outputs = []  # one flush of the file system: cheaper than an fsync per file
+            return
+        for path in self._unsynced_outputs:
+            try:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            except FileNotFoundError:
+                continue  # replaced since (a re-run); its newer write is in the list too
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_directory(self.tasks_dir)
+        self._unsynced_outputs = []
+
+    def _write_output_file(self, path: Path, text: str, fsync: bool = True) -> None:
         try:
-            if not self._tasks_dir_ready:
-                if not path.parent.is_dir():
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    fsync_directory(path.parent.parent)  # artifacts/ holds the new tasks/
-                    fsync_directory(path.parent.parent.parent)  # and may itself be new
-                self._tasks_dir_ready = True
-            _replace_atomically(path, text.encode("utf-8"), True)
+            self._ensure_tasks_dir()
+            _replace_atomically(path, text.encode("utf-8"), fsync)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def _append(self, text: str, durable: bool) -> None:
         try:
-            created = self._journal_bytes == 0 and not self.journal_path.exists()
-            if created:
-                if self._manifest_sha256 is None:
-                    self._manifest_sha256 = hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()
-                header = {"journal": 1, "manifest_sha256": self._manifest_sha256}
-                text = json.dumps(header) + "\n" + text
+            if self._journal_fd is None:
+                created = self._journal_bytes == 0 and not self.journal_path.exists()
+                if created:
+                    if self._manifest_sha256 is None:
+                        self._manifest_sha256 = hashlib.sha256(self.manifest_path.read_bytes()).hexdigest()
+                    header = {"journal": 1, "manifest_sha256": self._manifest_sha256}
+                    text = json.dumps(header) + "\n" + text
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+                self._journal_fd = os.open(self.journal_path, flags, 0o666)
+                if created and durable:
+                    fsync_directory(self.journal_path.parent)
             data = text.encode("utf-8")
-            fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                if durable:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            if created and durable:
-                fsync_directory(self.journal_path.parent)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._journal_fd, view):]
+            if durable:
+                os.fsync(self._journal_fd)
         except OSError as exc:
+            self._close_journal()
             raise self._write_error(self.journal_path, exc) from None
         self._journal_bytes += len(data)
+
+    def _close_journal(self) -> None:
+        if self._journal_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._journal_fd)
+            self._journal_fd = None
 
     def metadata_text(self, manifest: PlanManifest, final: bool) -> str | None:
         """``plan.json``'s new text, on ``final`` saves and otherwise at most once a second.
@@ -495,20 +600,24 @@ class PlanStore:
         return self.output_path(task_id).relative_to(self.plan_dir).as_posix()
 
     def write_prompt(self, task_id: str, text: str) -> None:
-        """Store the exact prompt a task sent, beside its output, for debugging (not fsynced)."""
-        self._write_artifact(self.prompt_path(task_id), text, durable=False)
+        """Store the exact prompt a task sent, beside its output, for debugging.
 
-    def _write_artifact(self, path: Path, text: str, durable: bool = True) -> None:
+        Written in place (no temp file, no fsync): a copy torn by a crash belongs
+        to a task that did not complete, and its next attempt rewrites it.
+        """
+        path = self.prompt_path(task_id)
         try:
-            if not self._tasks_dir_ready:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._tasks_dir_ready = True
-            atomic_write_text(path, text, durable=durable)
+            self._ensure_tasks_dir()
+            with open(path, "w", encoding="utf-8", newline="") as handle:
+                handle.write(text)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     def read_output(self, task: PlanTask) -> str | None:
         """A completed task's stored output, or None if there is none."""
+        journaled = self._journal_outputs.get(self.output_path(task.id))
+        if journaled is not None:
+            return journaled  # the file may not have survived a power cut
         path = self.plan_dir / task.output_path if task.output_path else self.output_path(task.id)
         try:
             # An output edited into another encoding must not stop the run.

@@ -63,10 +63,11 @@ class Checkpointer:
         store = self.store
         if store is None:
             return
-        journal = "".join(store.journal_line(t) for t in self._changed_tasks.values())
-        self._changed_tasks = {}
         outputs, self._outputs = self._outputs, []
         staged, self._output_tasks = self._output_tasks, []
+        texts = {task.id: text for task, (_, text) in zip(staged, outputs)}
+        journal = "".join(store.journal_line(t, texts.get(t.id)) for t in self._changed_tasks.values())
+        self._changed_tasks = {}
         if outputs:
             durable = True  # an output's journal line is never written before the output is durable
         try:

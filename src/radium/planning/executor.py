@@ -58,7 +58,7 @@ from radium.events import Event, EventSink, discard
 from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
 from radium.planning.attempts import AttemptRunner
 from radium.planning.checkpoints import Checkpointer
-from radium.planning.outcome import finish, result_fields
+from radium.planning.outcome import completed_event, finish, result_fields
 from radium.planning.run_types import (
     CONTINUOUS_SANITY_LIMIT,
     ExecutionConfig,
@@ -139,6 +139,7 @@ class PlanExecutor:
         """Runs each task's attempts through its provider's limiter and the retry loop."""
         self.checkpoints = Checkpointer(store, lambda task_id: self._index[task_id][0])
         self._engines: dict[object, Engine] = {}
+        self._agent_engines: dict[str | None, Engine] = {}
         self._manifest: PlanManifest | None = None
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
         self._position: dict[str, int] = {}
@@ -315,6 +316,9 @@ class PlanExecutor:
 
     def engine_for(self, task: PlanTask) -> Engine:
         """The (shared) engine for a task's agent, created on first use."""
+        engine = self._agent_engines.get(task.agent_id)
+        if engine is not None:
+            return engine
         agent = self.agent_for(task)
         if agent is None:
             if self.agents is not None and task.agent_id:
@@ -333,6 +337,7 @@ class PlanExecutor:
             engine = self._engine_factory(settings)
             engine.preflight()
             self._engines[settings] = engine
+        self._agent_engines[task.agent_id] = engine  # agents and overrides do not change during a run
         return engine
 
     def render_prompt(self, task: PlanTask) -> str:
@@ -415,6 +420,7 @@ class PlanExecutor:
             except Exception:  # closing is best effort; the run's outcome is already decided
                 pass
         self._engines.clear()
+        self._agent_engines.clear()
 
     def _ms_since(self, started: float) -> int:
         return int((self._clock() - started) * 1000)
@@ -731,23 +737,7 @@ class PlanExecutor:
         state.counts = (completed, total)
         state.spend.settle(task, result.usage)
         self._account_waits(task, result, state)
-        return Event(
-            "task_completed",
-            {
-                "task_id": task.id,
-                "title": task.title,
-                "attempts": result.attempts,
-                "duration_ms": result.duration_ms,
-                "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
-                "completion_tokens": result.usage.completion_tokens if result.usage else None,
-                "rate_limit_wait_ms": result.rate_limit_wait_ms,
-                "output_path": task.output_path,
-                "cost_usd": task.cost_usd,
-                "completed_tasks": completed,
-                "total_tasks": total,
-                "percent": math.floor(completed * 100 / total) if total else 0,
-            },
-        )
+        return completed_event(task, result, completed, total)
 
     async def _announce(self, completions: list[Event], state: RunState) -> None:
         """Save completed tasks (outputs first, one journal fsync), then emit their events."""
