@@ -346,6 +346,17 @@ class PlanStore:
         self.saves = 0
         self.compactions = 0
 
+    def files_signature(self) -> tuple:
+        """Size and modification time of the manifest and journal: what ``load`` read, if unchanged."""
+        signature = []
+        for path in (self.manifest_path, self.journal_path):
+            try:
+                info = path.stat()
+                signature.append((info.st_size, info.st_mtime_ns, info.st_ino))
+            except OSError:
+                signature.append(None)
+        return tuple(signature)
+
     def load(self) -> PlanManifest:
         """The manifest with any journaled updates applied."""
         try:
