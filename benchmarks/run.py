@@ -163,13 +163,14 @@ def main() -> None:
                 start = startup(*cmd)
                 wall, rss, _ = rad(ws, *cmd)
                 rows.append((f"{label}, {n:,} tasks", f"{wall:.2f} s", f"{(wall - start) / load_s:.2f} × json.load + start-up ({start:.2f} s)", f"{rss:.0f} MiB"))
-            data = json.loads(path.read_text(encoding="utf-8"))
-            last = data["iterations"][-1]["tasks"][-1]
-            for key in ("status", "output_path", "completed_at", "duration_ms", "usage", "attempt_log", "started_at"):
-                last.pop(key, None)
-            last["completed"] = False
-            path.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-            del data
+            # One task left, as a run that stopped before it leaves the plan (written by rad's own store).
+            code = (
+                "import sys\nfrom pathlib import Path\nfrom radium.store import PlanStore\n"
+                "store = PlanStore(Path(sys.argv[1]))\nmanifest = store.load()\n"
+                "manifest.iterations[-1].tasks[-1].reset()\nmanifest.iterations[-1].refresh_status()\n"
+                "store.save(manifest)\n"
+            )
+            subprocess.run([sys.executable, "-c", code, str(ws / PLAN_RELATIVE)], check=True)
             start = startup("craft", "REQ-001", "--yolo", "--json")  # already complete: start-up + load
             wall, rss, _ = rad(ws, "craft", "REQ-001", "--yolo", "--json")
             rows.append((f"resume with one task left, {n:,} tasks", f"{wall:.2f} s", f"{(wall - start) / load_s:.2f} × json.load + start-up ({start:.2f} s)", f"{rss:.0f} MiB"))

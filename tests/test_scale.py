@@ -107,3 +107,28 @@ def test_status_is_a_summary_and_lists_tasks_on_request(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "I9" in unknown.stderr
     data = json.loads(run_rad("status", "REQ-001", "--json", cwd=ws).stdout)
     assert [len(it["tasks"]) for it in data["iterations"]] == [8, 2]  # --json keeps every task
+
+
+def test_a_resume_reuses_the_text_of_iterations_it_does_not_change(tmp_path: Path) -> None:
+    """The manifest the store wrote is recognised (by hash) and split per iteration, so a resume
+    re-serializes only what it changes; a manifest edited by hand is never reused."""
+    from radium.store import ManifestSerializer, PlanStore
+
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1"), task("I1.T2")], [task("I2.T1", extra_key={"kept": [1, "ü"]})]))
+    assert run_rad("craft", "REQ-001", "--iterations", "1", cwd=ws).returncode == 0
+    store = PlanStore(plan_dir(ws))
+    loaded = store.load()
+    assert store.rendered_iterations is not None and len(store.rendered_iterations) == 2
+    serializer = ManifestSerializer()
+    serializer.prime(loaded, store.rendered_iterations)
+    assert serializer.render(loaded, []) == loaded.to_json() == (plan_dir(ws) / "plan" / "plan_manifest.json").read_text()
+    result = run_rad("craft", "REQ-001", "--yolo", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    data = read_manifest(ws)
+    assert data["iterations"][0]["status"] == data["iterations"][1]["status"] == "completed"
+    assert tasks_by_id(data)["I2.T1"]["extra_key"] == {"kept": [1, "ü"]}
+    path = plan_dir(ws) / "plan" / "plan_manifest.json"
+    path.write_text(path.read_text().replace('"status": "completed"', '"status":  "completed"', 1))
+    again = PlanStore(plan_dir(ws))
+    again.load()
+    assert again.rendered_iterations is None

@@ -213,6 +213,10 @@ class ManifestSerializer:
     def __init__(self) -> None:
         self._cache: dict[int, str] = {}
 
+    def prime(self, manifest: PlanManifest, rendered: list[str]) -> None:
+        """Take the iterations' text from the file they were just loaded from (``PlanStore.rendered_iterations``)."""
+        self._cache = {id(iteration): text for iteration, text in zip(manifest.iterations, rendered)}
+
     def render(self, manifest: PlanManifest, changed: "Iterable[Iteration] | None" = None) -> str:
         """The file text; ``changed=None`` means everything may have changed."""
         if changed is None:
@@ -236,6 +240,28 @@ class ManifestSerializer:
                 body = "[\n" + ",\n".join(parts) + "\n  ]" if parts else "[]"
                 lines.append(f'  "iterations": {body}')
         return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def split_rendered_iterations(text: str, count: int) -> list[str] | None:
+    """The iterations' text in a manifest file ``ManifestSerializer`` wrote, or None if it is not laid out so.
+
+    In that layout an iteration is ``    {`` … ``\n    }`` (deeper values are
+    indented further, and JSON strings hold no raw newline), the iterations
+    joined by ``,\n`` inside ``\n  "iterations": [\n`` … ``\n  ]``.
+    """
+    start = text.find('\n  "iterations": [\n')
+    if start < 0:
+        return [] if count == 0 else None
+    position = start + len('\n  "iterations": [\n')
+    parts = []
+    for index in range(count):
+        end = text.find("\n    }", position)
+        if end < 0 or not text.startswith("    {\n", position):
+            return None
+        end += len("\n    }")
+        parts.append(text[position:end])
+        position = end + (2 if index < count - 1 else 0)
+    return parts if text.startswith("\n  ]", position) else None
 
 
 def journal_path_for(manifest_path: Path) -> Path:
@@ -341,6 +367,11 @@ class PlanStore:
         """Output files written since the last compaction, not yet fsynced (their journal lines hold them)."""
         self._manifest_bytes = 0
         self._manifest_sha256: str | None = None
+        self.rendered_iterations: list[str] | None = None
+        """After ``load``: each iteration's text in the manifest file, when the file is exactly as this
+        store last wrote it (its hash is in ``rendered_path``) and no journal was replayed; lets the
+        first compaction of a run re-serialize only what changed."""
+        self.rendered_path = self.manifest_path.with_name(f".{self.manifest_path.name}.sha256")
         self.stale_journal = False
         """True when ``load`` found a journal that does not extend this manifest (and ignored it)."""
         self.saves = 0
@@ -375,6 +406,14 @@ class PlanStore:
             with contextlib.suppress(InvalidDataError):  # an id that cannot name a file has no output file
                 self._journal_outputs[self.output_path(task_id)] = text
         self.stale_journal = applied is None
+        self.rendered_iterations = None
+        if not applied:
+            try:
+                written = self.rendered_path.read_text(encoding="ascii").strip()
+            except OSError:
+                written = ""
+            if written == self._manifest_sha256:
+                self.rendered_iterations = split_rendered_iterations(raw.decode("utf-8"), len(manifest.iterations))
         with contextlib.suppress(OSError):
             self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         return manifest
@@ -423,6 +462,9 @@ class PlanStore:
             encoded = manifest_text.encode("utf-8")
             self._manifest_bytes = len(encoded)
             self._manifest_sha256 = hashlib.sha256(encoded).hexdigest()
+            # Which text this store wrote (not fsynced: if lost or stale, the next run re-renders everything).
+            with contextlib.suppress(OSError):
+                atomic_write_text(self.rendered_path, self._manifest_sha256 + "\n", durable=False)
             self.saves += 1
             self.compactions += 1
             self._write_metadata(metadata_text)

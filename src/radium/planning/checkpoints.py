@@ -39,6 +39,30 @@ class Checkpointer:
         """The next save rewrites the whole manifest (after ``prepare`` reset states)."""
         self._changed = None
 
+    def start(self, manifest: PlanManifest) -> bool:
+        """Begin a run: if the manifest file is as the store last wrote it, reuse its text.
+
+        Then only what ``touch``/``touch_iteration`` report is re-serialized (a
+        resume of a 100,000-task plan need not re-render 100,000 tasks) and
+        the run starts with a journal line rather than a full rewrite. Returns
+        whether the text was reused; if not, everything counts as changed.
+        """
+        rendered = self.store.rendered_iterations if self.store is not None else None
+        if rendered is None:
+            self._changed = None
+            return False
+        self._serializer.prime(manifest, rendered)
+        self._changed = {}
+        return True
+
+    def refresh_iterations(self, manifest: PlanManifest) -> None:
+        """Derive every iteration's status; those that change are re-serialized at the next compaction."""
+        for iteration in manifest.iterations:
+            before = iteration.status
+            iteration.refresh_status()
+            if iteration.status is not before and self._changed is not None:
+                self._changed[id(iteration)] = iteration
+
     def touch(self, task: PlanTask) -> None:
         """Note that ``task`` (and so its iteration) changed, for the next save."""
         if self._changed is not None:

@@ -439,17 +439,18 @@ class PlanExecutor:
 
         validate_plan(manifest).raise_if_errors()
         self._attach(manifest)
-        self.checkpoints.everything_changed()
+        self.checkpoints.start(manifest)  # only what changes below is re-serialized
         config = self.config
         restart = config.restart or not config.skip_completed
         in_scope = self._scope(manifest)
         for _, task in manifest.tasks():
             if restart and task.id in in_scope:
                 task.reset()  # --restart forgets only what this run will redo
+                self.checkpoints.touch(task)
             elif task.status in (TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED, TaskStatus.FAILED):
                 task.set_status(TaskStatus.PENDING)
-        for iteration in manifest.iterations:
-            iteration.refresh_status()
+                self.checkpoints.touch(task)
+        self.checkpoints.refresh_iterations(manifest)
 
         selected = self._select(manifest)
         for _, tasks in selected:
