@@ -41,6 +41,7 @@ from radium.models import Iteration, PlanManifest, PlanMetadata, PlanTask
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
+_TASKS_POSIX = TASK_ARTIFACTS_RELATIVE.as_posix()
 
 
 # Files are created 0600 by mkstemp; give them the mode a plain open() would
@@ -443,8 +444,12 @@ class PlanStore:
                 self._sync_outputs()
             except OSError as exc:
                 raise CheckpointWriteError(f"cannot sync task outputs in {self.tasks_dir}: {exc.strerror or exc}") from None
+            encoded = manifest_text.encode("utf-8")  # once: a 100,000-task manifest is 80 MB
+            del manifest_text
             try:
-                atomic_write_text(self.manifest_path, manifest_text, durable=durable)
+                _replace_atomically(self.manifest_path, encoded, durable)
+                if durable:
+                    fsync_directory(self.manifest_path.parent)
             except OSError as exc:
                 raise self._write_error(self.manifest_path, exc) from None
             # The manifest now holds everything the journal held. (Should the
@@ -459,7 +464,6 @@ class PlanStore:
             except FileNotFoundError:
                 pass
             self._journal_bytes = 0
-            encoded = manifest_text.encode("utf-8")
             self._manifest_bytes = len(encoded)
             self._manifest_sha256 = hashlib.sha256(encoded).hexdigest()
             # Which text this store wrote (not fsynced: if lost or stale, the next run re-renders everything).
@@ -649,8 +653,9 @@ class PlanStore:
         return self.relative_output_path(task_id)
 
     def relative_output_path(self, task_id: str) -> str:
-        """``artifacts/tasks/<id>.md`` when the manifest lives in its plan folder."""
-        return self.output_path(task_id).relative_to(self.plan_dir).as_posix()
+        """``artifacts/tasks/<id>.md``: the output's path relative to the plan folder."""
+        self._artifact(f"{task_id}.md")  # validates the id
+        return f"{_TASKS_POSIX}/{task_id}.md"
 
     def write_prompt(self, task_id: str, text: str) -> None:
         """Store the exact prompt a task sent, beside its output, for debugging.
@@ -661,8 +666,13 @@ class PlanStore:
         path = self.prompt_path(task_id)
         try:
             self._ensure_tasks_dir()
-            with open(path, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+            try:
+                view = memoryview(text.encode("utf-8"))
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 

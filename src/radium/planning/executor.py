@@ -140,6 +140,7 @@ class PlanExecutor:
         self.checkpoints = Checkpointer(store, lambda task_id: self._index[task_id][0])
         self._engines: dict[object, Engine] = {}
         self._agent_engines: dict[str | None, Engine] = {}
+        self._policies: dict[str, RetryPolicy] = {}  # per agent: agents and flags do not change during a run
         self._manifest: PlanManifest | None = None
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
         self._position: dict[str, int] = {}
@@ -295,8 +296,8 @@ class PlanExecutor:
         """The run's retry policy with the task's agent overrides (CLI flags still win)."""
         policy = self.config.retry
         agent = self.agent_for(task)
-        if agent is None:
-            return policy
+        if agent is None or agent.id in self._policies:
+            return self._policies.get(agent.id, policy) if agent is not None else policy
         overrides = {
             name: getattr(agent, name)
             for name in ("max_retries", "base_delay_ms", "max_delay_ms", "timeout_s")
@@ -307,7 +308,7 @@ class PlanExecutor:
             # An agent raising its base delay above the run's (default) cap raises the cap too.
             overrides["max_delay_ms"] = max(policy.max_delay_ms, base)
         try:
-            return policy.with_overrides(**overrides)
+            return self._policies.setdefault(agent.id, policy.with_overrides(**overrides))
         except ValueError as exc:
             raise InvalidDataError(
                 f"agent {agent.id} ({agent.source}): retry settings conflict with the run's: {exc}",
