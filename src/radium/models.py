@@ -21,7 +21,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 _OMIT_NONE: Any = {"default": None, "exclude_if": lambda value: value is None}
 
@@ -177,6 +177,8 @@ class PlanTask(_Model):
     @model_validator(mode="before")
     @classmethod
     def _reconcile_status(cls, data: Any) -> Any:
+        # One Python call per task (a 100,000-task manifest loads in pydantic-core otherwise):
+        # ``completed`` wins over ``status``; a null dependency or criteria list is empty.
         if not isinstance(data, dict):
             return data
         completed = data.get("completed", False)
@@ -185,12 +187,12 @@ class PlanTask(_Model):
             data = {**data, "status": "completed"}
         elif completed is False and (status is None or status == "completed"):
             data = {**data, "status": "pending"}
-        return data  # (string literals: enum attribute access costs 3 us a task on a large plan)
-
-    @field_validator("dependencies", "acceptance_criteria", mode="before")
-    @classmethod
-    def _null_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+        if data.get("dependencies", ()) is None or data.get("acceptance_criteria", ()) is None:
+            data = {**data}
+            for key in ("dependencies", "acceptance_criteria"):
+                if key in data and data[key] is None:
+                    data[key] = []
+        return data
 
     def set_status(self, status: TaskStatus) -> None:
         """Change the status and keep the original's ``completed`` flag in step."""
