@@ -408,7 +408,7 @@ class PlanStore:
                 self._journal_outputs[self.output_path(task_id)] = text
         self.stale_journal = applied is None
         self.rendered_iterations = None
-        if not applied:
+        if applied == 0:  # no journal to extend (a stale one must be compacted away first)
             try:
                 written = self.rendered_path.read_text(encoding="ascii").strip()
             except OSError:
@@ -524,6 +524,7 @@ class PlanStore:
             except OSError:
                 pass
             self._write_output_file(path, text, fsync=True)
+            self._unsynced_outputs.append(path)  # its rename needs the directory fsync below
         self._journal_outputs = {}
         if not self._unsynced_outputs:
             return
