@@ -6,8 +6,9 @@ of TASKS_PER_ITERATION; every second task depends on the one before it)
 on the mock engine, whose calls take microseconds, then times
 `rad craft --yolo --json`. Model time is the sum of the tasks' recorded
 durations (the engine calls); overhead = (wall - model) / N. Everything a real
-run does is included: validation, prompt rendering, two atomic checkpoints
-per task (start and end, each fsynced), artifact writes, events.
+run does is included: validation, prompt rendering, the journal lines (start
+mark, and the completion carrying the output, fsynced), artifact writes,
+compactions, events. `benchmarks/run.py` runs this against the disk's floor.
 
     python benchmarks/overhead.py [N [TASKS_PER_ITERATION]]
 """

@@ -148,11 +148,13 @@ def craft(settings_obj, plan, resume, restart, only_iteration, only_task, dry_ru
         run_dry(executor, manifest, show_prompts=show_prompts, emit=renderer if json_output else None)
         return
 
-    store.load()  # a broken manifest is reported before any lock file is created
+    signature = store.files_signature()
+    manifest = store.load()  # a broken manifest is reported before any lock file is created
     with store.lock() as plan_lock:
         notes.lock = plan_lock
         store.remove_stale_temp_files()  # left by a run killed mid-write
-        manifest = store.load()  # again, now that no other run can change it
+        if store.files_signature() != signature:
+            manifest = store.load()  # changed meanwhile: again, now that no other run can change it
         if store.stale_journal:
             warn(
                 f"ignored {store.journal_path.name}: it does not extend the current manifest "

@@ -57,7 +57,7 @@ from radium.events import Event, EventSink, discard
 from radium.models import Iteration, PlanManifest, PlanTask, TaskErrorRecord, TaskStatus, TokenUsage, utc_now_iso
 from radium.planning.attempts import AttemptRunner
 from radium.planning.checkpoints import Checkpointer
-from radium.planning.outcome import finish, result_fields
+from radium.planning.outcome import completed_event, finish, result_fields
 from radium.planning.run_types import (
     CONTINUOUS_SANITY_LIMIT,
     ExecutionConfig,
@@ -139,6 +139,8 @@ class PlanExecutor:
         """Runs each task's attempts through its provider's limiter and the retry loop."""
         self.checkpoints = Checkpointer(store, lambda task_id: self._index[task_id][0])
         self._engines: dict[object, Engine] = {}
+        self._agent_engines: dict[str | None, Engine] = {}
+        self._policies: dict[str, RetryPolicy] = {}  # per agent: agents and flags do not change during a run
         self._manifest: PlanManifest | None = None
         self._index: dict[str, tuple[Iteration, PlanTask]] = {}
         self._position: dict[str, int] = {}
@@ -294,8 +296,8 @@ class PlanExecutor:
         """The run's retry policy with the task's agent overrides (CLI flags still win)."""
         policy = self.config.retry
         agent = self.agent_for(task)
-        if agent is None:
-            return policy
+        if agent is None or agent.id in self._policies:
+            return self._policies.get(agent.id, policy) if agent is not None else policy
         overrides = {
             name: getattr(agent, name)
             for name in ("max_retries", "base_delay_ms", "max_delay_ms", "timeout_s")
@@ -306,7 +308,7 @@ class PlanExecutor:
             # An agent raising its base delay above the run's (default) cap raises the cap too.
             overrides["max_delay_ms"] = max(policy.max_delay_ms, base)
         try:
-            return policy.with_overrides(**overrides)
+            return self._policies.setdefault(agent.id, policy.with_overrides(**overrides))
         except ValueError as exc:
             raise InvalidDataError(
                 f"agent {agent.id} ({agent.source}): retry settings conflict with the run's: {exc}",
@@ -315,6 +317,9 @@ class PlanExecutor:
 
     def engine_for(self, task: PlanTask) -> Engine:
         """The (shared) engine for a task's agent, created on first use."""
+        engine = self._agent_engines.get(task.agent_id)
+        if engine is not None:
+            return engine
         agent = self.agent_for(task)
         if agent is None:
             if self.agents is not None and task.agent_id:
@@ -333,6 +338,7 @@ class PlanExecutor:
             engine = self._engine_factory(settings)
             engine.preflight()
             self._engines[settings] = engine
+        self._agent_engines[task.agent_id] = engine  # agents and overrides do not change during a run
         return engine
 
     def render_prompt(self, task: PlanTask) -> str:
@@ -415,6 +421,7 @@ class PlanExecutor:
             except Exception:  # closing is best effort; the run's outcome is already decided
                 pass
         self._engines.clear()
+        self._agent_engines.clear()
 
     def _ms_since(self, started: float) -> int:
         return int((self._clock() - started) * 1000)
@@ -433,9 +440,11 @@ class PlanExecutor:
 
         validate_plan(manifest).raise_if_errors()
         self._attach(manifest)
-        self.checkpoints.everything_changed()
+        self.checkpoints.start(manifest)  # only what changes below is re-serialized
         config = self.config
-        reset_for_run(manifest, config, self._index)
+        for task in reset_for_run(manifest, config, self._index):
+            self.checkpoints.touch(task)
+        self.checkpoints.refresh_iterations(manifest)
         selected = select(manifest, config, self._index)
         if self.agents is not None:
             # A task naming no agent is skipped, as the original Radium did ("No agent
@@ -601,14 +610,17 @@ class PlanExecutor:
             if not running:
                 break
             done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            completions: list[Event] = []  # saved together (one journal fsync), then announced
             for runner in sorted(done, key=lambda r: self._position[running[r].id]):
                 task = running.pop(runner)
                 result = runner.result()
                 if result.success:
-                    await self._complete(task, result, state)
+                    completions.append(self._complete(task, result, state))
                     order.done(task.id)
                 else:
+                    await self._announce(completions, state)
                     await self._fail(task, result, state)
+            await self._announce(completions, state)
 
     def _blocking_reason(self, task: PlanTask, in_run: set[str]) -> str | None:
         if not self.config.check_dependencies:
@@ -647,7 +659,7 @@ class PlanExecutor:
             engine = None  # reported when the task runs
         # Persisted before it is announced; not fsynced: if this mark is lost the
         # task is pending, which is exactly what a lost in_progress task becomes.
-        await self.checkpoints.save(state.manifest, durable=False)
+        await self.checkpoints.save(state.manifest, durable=False, inline=not state.running)
         completed, total = state.counts
         self.emit(
             Event(
@@ -667,11 +679,11 @@ class PlanExecutor:
             )
         )
 
-    async def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
-        if self.store is not None:
-            # A model may repeat a key it saw (in a prompt, an error): never store or forward it.
-            task.output_path = self.store.write_output(task.id, redact(result.output or ""))
+    def _complete(self, task: PlanTask, result: TaskResult, state: RunState) -> Event:
+        """Mark ``task`` completed (its output staged for the next save); returns its event."""
         self.checkpoints.touch(task)
+        # A model may repeat a key it saw (in a prompt, an error): never store or forward it.
+        self.checkpoints.stage_output(task, redact(result.output or ""))
         task.set_status(TaskStatus.COMPLETED)
         task.completed_at = utc_now_iso()
         task.duration_ms = result.duration_ms
@@ -682,26 +694,15 @@ class PlanExecutor:
         state.counts = (completed, total)
         state.spend.settle(task, result.usage)
         self._account_waits(task, result, state)
-        await self.checkpoints.save(state.manifest)
-        self.emit(
-            Event(
-                "task_completed",
-                {
-                    "task_id": task.id,
-                    "title": task.title,
-                    "attempts": result.attempts,
-                    "duration_ms": result.duration_ms,
-                    "prompt_tokens": result.usage.prompt_tokens if result.usage else None,
-                    "completion_tokens": result.usage.completion_tokens if result.usage else None,
-                    "rate_limit_wait_ms": result.rate_limit_wait_ms,
-                    "output_path": task.output_path,
-                    "cost_usd": task.cost_usd,
-                    "completed_tasks": completed,
-                    "total_tasks": total,
-                    "percent": math.floor(completed * 100 / total) if total else 0,
-                },
-            )
-        )
+        return completed_event(task, result, completed, total)
+
+    async def _announce(self, completions: list[Event], state: RunState) -> None:
+        """Save completed tasks (outputs first, one journal fsync), then emit their events."""
+        if completions:
+            await self.checkpoints.save(state.manifest, inline=not state.running)
+            for event in completions:
+                self.emit(event)
+            completions.clear()
 
     async def _fail(self, task: PlanTask, result: TaskResult, state: RunState) -> None:
         error = result.error or ModelExecutionError("task failed without an error")

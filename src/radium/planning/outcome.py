@@ -10,8 +10,31 @@
 from __future__ import annotations
 
 from radium.errors import ExitCode
-from radium.models import PlanManifest, TaskStatus
-from radium.planning.run_types import CONTINUOUS_SANITY_LIMIT, ExecutionConfig, RunResult, RunState
+from radium.events import Event
+from radium.models import PlanManifest, PlanTask, TaskStatus
+from radium.planning.run_types import CONTINUOUS_SANITY_LIMIT, ExecutionConfig, RunResult, RunState, TaskResult
+
+
+def completed_event(task: PlanTask, result: TaskResult, completed: int, total: int) -> Event:
+    """The ``task_completed`` event of a task just saved as completed."""
+    usage = result.usage
+    return Event(
+        "task_completed",
+        {
+            "task_id": task.id,
+            "title": task.title,
+            "attempts": result.attempts,
+            "duration_ms": result.duration_ms,
+            "prompt_tokens": usage.prompt_tokens if usage else None,
+            "completion_tokens": usage.completion_tokens if usage else None,
+            "rate_limit_wait_ms": result.rate_limit_wait_ms,
+            "output_path": task.output_path,
+            "cost_usd": task.cost_usd,
+            "completed_tasks": completed,
+            "total_tasks": total,
+            "percent": completed * 100 // total if total else 0,
+        },
+    )
 
 
 def finish(

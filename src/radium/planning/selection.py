@@ -27,17 +27,22 @@ def scope(manifest: PlanManifest, config: ExecutionConfig, index: Index) -> set[
     return set(index)
 
 
-def reset_for_run(manifest: PlanManifest, config: ExecutionConfig, index: Index) -> None:
-    """Forget progress for ``--restart`` (only in scope); make interrupted/failed/blocked tasks pending."""
+def reset_for_run(manifest: PlanManifest, config: ExecutionConfig, index: Index) -> list[PlanTask]:
+    """Forget progress for ``--restart`` (only in scope); make interrupted/failed/blocked tasks pending.
+
+    Returns the tasks changed (for the next checkpoint; iteration statuses are the caller's).
+    """
     restart = config.restart or not config.skip_completed
     in_scope = scope(manifest, config, index)
+    changed = []
     for _, task in manifest.tasks():
         if restart and task.id in in_scope:
             task.reset()  # --restart forgets only what this run will redo
+            changed.append(task)
         elif task.status in (TaskStatus.IN_PROGRESS, TaskStatus.BLOCKED, TaskStatus.FAILED):
             task.set_status(TaskStatus.PENDING)
-    for iteration in manifest.iterations:
-        iteration.refresh_status()
+            changed.append(task)
+    return changed
 
 
 def select(manifest: PlanManifest, config: ExecutionConfig, index: Index) -> Selected:
