@@ -16,6 +16,7 @@ import pytest
 from fake_provider import FakeProvider, ok, status
 from helpers import RAD, rad_env, run_rad, write_agent
 from radium.planning.markdown import parse_plan_text
+from radium.models import to_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"
 
@@ -123,7 +124,7 @@ def test_markdown_plan_file_creates_the_plan_folder(ws: Path) -> None:
     ]
     assert (folder / "specification.md").read_bytes() == source.read_bytes()
     manifest = json.loads((folder / "plan" / "plan_manifest.json").read_text())
-    expected = parse_plan_text(source.read_text(), "x").model_dump(mode="json")
+    expected = to_data(parse_plan_text(source.read_text(), "x"))
     expected["requirement_id"] = {"number": 1}
     assert manifest == expected
     metadata = json.loads((folder / "plan.json").read_text())
@@ -204,8 +205,8 @@ def test_export_prints_the_plan_as_markdown_that_parses_back(ws: Path) -> None:
     exported = rad(ws, "plan", "--export", "REQ-001")
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.startswith("# Todo CLI\n")
-    original = parse_plan_text(source.read_text(), "x").model_dump(mode="json")
-    assert parse_plan_text(exported.stdout, "x").model_dump(mode="json") == original
+    original = to_data(parse_plan_text(source.read_text(), "x"))
+    assert to_data(parse_plan_text(exported.stdout, "x")) == original
 
 
 def test_export_of_an_unknown_plan_fails_cleanly(ws: Path) -> None:
@@ -360,7 +361,7 @@ def test_spec_generates_a_plan(ws: Path, server: FakeProvider) -> None:
     folder = ws / ".radium" / "plan" / "backlog" / "REQ-001-todo-app"
     assert (folder / "specification.md").read_text() == SPEC
     manifest = json.loads((folder / "plan" / "plan_manifest.json").read_text())
-    expected = parse_plan_text(GOOD_PLAN, "x").model_dump(mode="json")
+    expected = to_data(parse_plan_text(GOOD_PLAN, "x"))
     expected["requirement_id"] = {"number": 1}
     assert manifest == expected
 

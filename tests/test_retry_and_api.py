@@ -15,7 +15,7 @@ import pytest
 
 from radium.engines import EngineSettings, create_engine
 from radium.errors import ErrorCategory, RateLimitError, ServerError
-from radium.models import PlanManifest
+from radium.models import PlanManifest, from_data
 from radium.planning.executor import (
     ExecutionConfig,
     ExecutionError,
@@ -102,7 +102,7 @@ def _executor(plan: dict, tmp_path: Path | None = None) -> tuple[PlanExecutor, P
         (tmp_path / "plan").mkdir(parents=True)
         store = PlanStore(tmp_path)
     executor = PlanExecutor(ExecutionConfig(), store=store, sleep=record)
-    data = PlanManifest.model_validate(plan)
+    data = from_data(PlanManifest, plan)
     executor.prepare(data)
     return executor, data, slept
 

@@ -1,89 +1,19 @@
-"""The checkpoint journal and the manifest's text: replaying task updates, rendering only what changed.
+"""The checkpoint journal: replaying task updates over a loaded manifest.
 
 ``radium.store`` owns the files and the order of writes; this module holds the
-two pure pieces it builds on (they touch no file but the journal they read):
-
-* ``apply_journal`` replays ``plan_manifest.journal`` over a loaded manifest
-  (each line one task's whole state; a completed task's line also carries its
-  output text, see ``radium.store``).
-* ``ManifestSerializer`` renders the manifest file text, re-serializing only
-  the iterations that changed; ``split_rendered_iterations`` recovers the
-  iterations' text from a file it wrote, so a new run need not re-render them.
+pure piece it builds on (it reads the journal and touches no other file):
+``apply_journal`` replays ``plan_manifest.journal`` over a loaded manifest
+(each line one task's whole state; a completed task's line also carries its
+output text, see ``radium.store``).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable
-
-from pydantic import ValidationError
 
 from radium.errors import InvalidDataError
-from radium.models import Iteration, PlanManifest, PlanTask
-
-
-class ManifestSerializer:
-    """Renders a manifest's file text, re-serializing only the iterations that changed.
-
-    Each iteration's JSON is cached (already indented for its place in the
-    file) until it is reported changed, so compacting a 10,000-task manifest
-    does not re-serialize 10,000 tasks. The text is identical to
-    ``PlanManifest.to_json()``.
-    """
-
-    def __init__(self) -> None:
-        self._cache: dict[int, str] = {}
-
-    def prime(self, manifest: PlanManifest, rendered: list[str]) -> None:
-        """Take the iterations' text from the file they were just loaded from (``PlanStore.rendered_iterations``)."""
-        self._cache = {id(iteration): text for iteration, text in zip(manifest.iterations, rendered)}
-
-    def render(self, manifest: PlanManifest, changed: "Iterable[Iteration] | None" = None) -> str:
-        """The file text; ``changed=None`` means everything may have changed."""
-        if changed is None:
-            self._cache.clear()
-        else:
-            for iteration in changed:
-                self._cache.pop(id(iteration), None)
-        parts = []
-        for iteration in manifest.iterations:
-            text = self._cache.get(id(iteration))
-            if text is None:
-                text = "    " + iteration.model_dump_json(indent=2).replace("\n", "\n    ")
-                self._cache[id(iteration)] = text
-            parts.append(text)
-        top = manifest.model_dump(mode="json", exclude={"iterations"})
-        lines = []
-        for key, value in top.items():
-            rendered = json.dumps(value, indent=2, ensure_ascii=False).replace("\n", "\n  ")
-            lines.append(f"  {json.dumps(key, ensure_ascii=False)}: {rendered}")
-            if key == "project_name":
-                body = "[\n" + ",\n".join(parts) + "\n  ]" if parts else "[]"
-                lines.append(f'  "iterations": {body}')
-        return "{\n" + ",\n".join(lines) + "\n}"
-
-
-def split_rendered_iterations(text: str, count: int) -> list[str] | None:
-    """The iterations' text in a manifest file ``ManifestSerializer`` wrote, or None if it is not laid out so.
-
-    In that layout an iteration is ``    {`` … ``\n    }`` (deeper values are
-    indented further, and JSON strings hold no raw newline), the iterations
-    joined by ``,\n`` inside ``\n  "iterations": [\n`` … ``\n  ]``.
-    """
-    start = text.find('\n  "iterations": [\n')
-    if start < 0:
-        return [] if count == 0 else None
-    position = start + len('\n  "iterations": [\n')
-    parts = []
-    for index in range(count):
-        end = text.find("\n    }", position)
-        if end < 0 or not text.startswith("    {\n", position):
-            return None
-        end += len("\n    }")
-        parts.append(text[position:end])
-        position = end + (2 if index < count - 1 else 0)
-    return parts if text.startswith("\n  ]", position) else None
+from radium.models import Iteration, ModelError, PlanManifest, PlanTask, from_data, to_data
 
 
 def journal_path_for(manifest_path: Path) -> Path:
@@ -128,8 +58,8 @@ def apply_journal(
     for line in lines[1:]:
         try:
             entry = json.loads(line)
-            task = PlanTask.model_validate(entry["task"])
-        except (ValueError, KeyError, TypeError, ValidationError, RecursionError):
+            task = from_data(PlanTask, entry["task"])
+        except (ValueError, KeyError, TypeError, ModelError, RecursionError):
             break
         found = positions.get(task.id)
         if found is None:
@@ -160,6 +90,6 @@ def _journal_contained(lines: list[str], positions: dict[str, tuple[Iteration, i
             continue  # a line torn by a crash was never acknowledged
     for task_id, entry in last.items():
         place = positions.get(task_id)
-        if place is None or place[0].tasks[place[1]].model_dump(mode="json") != entry:
+        if place is None or to_data(place[0].tasks[place[1]]) != entry:
             return False
     return bool(last)

@@ -35,18 +35,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from pydantic import ValidationError
-
 from radium.errors import CheckpointWriteError, InvalidDataError
-from radium.journal import (  # noqa: F401 - ManifestSerializer and apply_journal are re-exported (they lived here)
-    ManifestSerializer,
-    apply_journal,
-    journal_path_for,
-    split_rendered_iterations,
-)
-from radium.models import PlanManifest, PlanMetadata, PlanTask
+from radium.journal import apply_journal, journal_path_for
+from radium.models import ModelError, PlanManifest, PlanMetadata, PlanTask, encode, from_data, from_json, to_json_bytes
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from radium.lock import PlanLock
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
@@ -207,9 +202,10 @@ def _deeper_than(data: object, limit: int) -> bool:
 def load_manifest(path: Path, raw: bytes | None = None) -> PlanManifest:
     """Load and validate a ``plan_manifest.json`` (``raw``: its bytes, if already read).
 
-    Valid files are parsed straight into the models by pydantic (no dicts in
-    between: faster, and half the peak memory of a large plan); a file that
-    does not validate is read again the slow way for a precise error.
+    A valid file of ours is decoded straight into the models by msgspec (no
+    dicts in between: the fast path, see ``radium.models``); anything else (a
+    file with keys we do not know, a lenient form, or an error to report) is
+    read again the slow way, through ``read_json`` for a precise error.
     """
     if raw is None:
         try:
@@ -217,30 +213,26 @@ def load_manifest(path: Path, raw: bytes | None = None) -> PlanManifest:
         except OSError:
             raw = None
     if raw is not None:
-        try:
-            return PlanManifest.model_validate_json(raw)
-        except ValidationError:
-            pass
+        with contextlib.suppress(ValueError, RecursionError):
+            return from_json(raw, PlanManifest, lenient=False)
     return parse_manifest(path, read_json(path, "plan manifest"))
 
 
 def parse_manifest(path: Path, data: object) -> PlanManifest:
     """Validate manifest data read from ``path`` (named in errors)."""
     try:
-        return PlanManifest.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidDataError(
-            format_validation_error(path, exc), hint="fix the manifest field named"
-        ) from None
+        return from_data(PlanManifest, data)
+    except ModelError as exc:
+        raise InvalidDataError(f"{path}: {exc}", hint="fix the manifest field named") from None
 
 
 def load_metadata(path: Path) -> PlanMetadata:
     """Load and validate a ``plan.json``."""
     data = read_json(path, "plan metadata")
     try:
-        return PlanMetadata.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidDataError(format_validation_error(path, exc)) from None
+        return from_data(PlanMetadata, data)
+    except ModelError as exc:
+        raise InvalidDataError(f"{path}: {exc}") from None
 
 
 class PlanStore:
@@ -285,11 +277,13 @@ class PlanStore:
         """Output files written since the last compaction, not yet fsynced (their journal lines hold them)."""
         self._manifest_bytes = 0
         self._manifest_sha256: str | None = None
-        self.rendered_iterations: list[str] | None = None
-        """After ``load``: each iteration's text in the manifest file, when the file is exactly as this
-        store last wrote it (its hash is in ``rendered_path``) and no journal was replayed; lets the
-        first compaction of a run re-serialize only what changed."""
-        self.rendered_path = self.manifest_path.with_name(f".{self.manifest_path.name}.sha256")
+        self.compact_first = True
+        """False only when ``load`` found the manifest exactly as this store last wrote it (its hash is
+        in ``written_hash_path``) and no journal: a run may then start with a journal line. Otherwise it
+        compacts before its first task, so that a replayed journal's outputs are rewritten and durable
+        before any task reads them, a stale journal goes, and a manifest written by hand or by the
+        original Radium is brought to this version's layout."""
+        self.written_hash_path = self.manifest_path.with_name(f".{self.manifest_path.name}.sha256")
         self.stale_journal = False
         """True when ``load`` found a journal that does not extend this manifest (and ignored it)."""
         self.saves = 0
@@ -324,14 +318,13 @@ class PlanStore:
             with contextlib.suppress(InvalidDataError):  # an id that cannot name a file has no output file
                 self._journal_outputs[self.output_path(task_id)] = text
         self.stale_journal = applied is None
-        self.rendered_iterations = None
-        if applied == 0:  # no journal to extend (a stale one must be compacted away first)
+        self.compact_first = True
+        if applied == 0:
             try:
-                written = self.rendered_path.read_text(encoding="ascii").strip()
+                written = self.written_hash_path.read_text(encoding="ascii").strip()
             except OSError:
                 written = ""
-            if written == self._manifest_sha256:
-                self.rendered_iterations = split_rendered_iterations(raw.decode("utf-8"), len(manifest.iterations))
+            self.compact_first = written != self._manifest_sha256
         with contextlib.suppress(OSError):
             self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         return manifest
@@ -340,12 +333,12 @@ class PlanStore:
 
     def save(self, manifest: PlanManifest) -> None:
         """Write the whole manifest durably (and ``plan.json``); empties the journal."""
-        self.write_checkpoint(manifest.to_json(), self.metadata_text(manifest, final=True))
+        self.write_checkpoint(to_json_bytes(manifest), self.metadata_text(manifest, final=True))
 
     @staticmethod
     def journal_line(task: PlanTask, output: str | None = None) -> str:
         """One task's whole state (and, when it just completed, its output text)."""
-        line = '{"task": ' + task.model_dump_json()  # pydantic's encoder: 4x json.dumps
+        line = '{"task": ' + encode(task).decode("utf-8")
         if output is not None:
             line += ', "output": ' + json.dumps(output, ensure_ascii=False)
         return line + "}\n"
@@ -354,15 +347,13 @@ class PlanStore:
         """Whether appending ``extra_bytes`` would make the journal outgrow its budget."""
         return self._journal_bytes + extra_bytes > max(self.JOURNAL_MIN_BYTES, self._manifest_bytes // 2)
 
-    def write_checkpoint(self, manifest_text: str, metadata_text: str | None, *, durable: bool = True) -> None:
-        """Replace the manifest with ``manifest_text`` and empty the journal."""
+    def write_checkpoint(self, encoded: bytes, metadata_text: str | None, *, durable: bool = True) -> None:
+        """Replace the manifest with ``encoded`` (its UTF-8 text) and empty the journal."""
         with self._write_lock:
             try:
                 self._sync_outputs()
             except OSError as exc:
                 raise CheckpointWriteError(f"cannot sync task outputs in {self.tasks_dir}: {exc.strerror or exc}") from None
-            encoded = manifest_text.encode("utf-8")  # once: a 100,000-task manifest is 80 MB
-            del manifest_text
             try:
                 _replace_atomically(self.manifest_path, encoded, durable)
                 if durable:
@@ -383,9 +374,9 @@ class PlanStore:
             self._journal_bytes = 0
             self._manifest_bytes = len(encoded)
             self._manifest_sha256 = hashlib.sha256(encoded).hexdigest()
-            # Which text this store wrote (not fsynced: if lost or stale, the next run re-renders everything).
+            # Which text this store wrote (not fsynced: if lost or stale, the next run compacts first).
             with contextlib.suppress(OSError):
-                atomic_write_text(self.rendered_path, self._manifest_sha256 + "\n", durable=False)
+                atomic_write_text(self.written_hash_path, self._manifest_sha256 + "\n", durable=False)
             self.saves += 1
             self.compactions += 1
             self._write_metadata(metadata_text)

@@ -15,6 +15,9 @@ import sys
 import time
 
 import click
+import msgspec
+
+from radium.models import to_data
 
 SUMMARY_ROWS = 10
 """Running, failed and blocked tasks shown per kind in the summary."""
@@ -24,14 +27,8 @@ ITERATION_LINES = 30
 
 
 def dumps(data: object) -> str:
-    """2-space indented JSON (orjson when installed: 10x faster on a 100,000-task plan)."""
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - orjson is a dependency; keep working without it
-        import json
-
-        return json.dumps(data, indent=2)
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode("utf-8")
+    """2-space indented JSON, by msgspec (the pure-Python ``json.dumps`` took seconds on 100,000 task rows)."""
+    return msgspec.json.format(msgspec.json.encode(data), indent=2).decode("utf-8")
 
 
 @click.command()
@@ -110,7 +107,7 @@ def _task_row(t) -> dict:
         "tokens": t.usage.total_tokens if t.usage else None,
         "rate_limit_wait_ms": t.rate_limit_wait_ms,
         "cost_usd": t.cost_usd,
-        "last_error": t.last_error.model_dump() if t.last_error else None,
+        "last_error": to_data(t.last_error) if t.last_error else None,
     }
 
 

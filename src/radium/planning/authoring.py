@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from radium.errors import CheckpointWriteError, FileLockBusyError, InvalidDataError, PlanExistsError
-from radium.models import PlanManifest, PlanMetadata, RequirementId
+from radium.models import PlanManifest, PlanMetadata, RequirementId, encode, from_json
 from radium.store import MANIFEST_RELATIVE, TASK_ARTIFACTS_RELATIVE, atomic_write_text, fsync_directory
 from radium.workspace import STAGES, Workspace
 
@@ -191,7 +191,7 @@ def create_plan(
                 hint="choose another --id or --name",
             )
 
-        final = manifest.model_copy(deep=True)
+        final = from_json(encode(manifest), PlanManifest)
         final.requirement_id = RequirementId(number=requirement.number)
         now = int(time.time())
         metadata = PlanMetadata(

@@ -137,7 +137,7 @@ class PlanExecutor:
         """The run's per-provider rate limiters (see ``radium.ratelimit``)."""
         self.attempts = AttemptRunner(self.limiters, on_event, sleep=sleep, clock=clock)
         """Runs each task's attempts through its provider's limiter and the retry loop."""
-        self.checkpoints = Checkpointer(store, lambda task_id: self._index[task_id][0])
+        self.checkpoints = Checkpointer(store)
         self._engines: dict[object, Engine] = {}
         self._agent_engines: dict[str | None, Engine] = {}
         self._policies: dict[str, RetryPolicy] = {}  # per agent: agents and flags do not change during a run
@@ -440,11 +440,12 @@ class PlanExecutor:
 
         validate_plan(manifest).raise_if_errors()
         self._attach(manifest)
-        self.checkpoints.start(manifest)  # only what changes below is re-serialized
+        self.checkpoints.start()
         config = self.config
         for task in reset_for_run(manifest, config, self._index):
             self.checkpoints.touch(task)
-        self.checkpoints.refresh_iterations(manifest)
+        for iteration in manifest.iterations:
+            iteration.refresh_status()
         selected = select(manifest, config, self._index)
         if self.agents is not None:
             # A task naming no agent is skipped, as the original Radium did ("No agent

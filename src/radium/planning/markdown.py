@@ -62,7 +62,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from radium.errors import InvalidDataError
-from radium.models import Iteration, PlanManifest, PlanStatus, PlanTask, RequirementId, TaskStatus
+from radium.models import (
+    Iteration,
+    ModelError,
+    PlanManifest,
+    PlanStatus,
+    PlanTask,
+    RequirementId,
+    TaskStatus,
+    extras_of,
+    from_data,
+)
 from radium.store import format_validation_error
 
 FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-format.md"
@@ -571,7 +581,7 @@ def _parse_markdown(text: str, source: str) -> PlanManifest:
         ],
     )
     if description:
-        setattr(manifest, "description", description)
+        manifest.extras = {"description": description}
     return manifest
 
 
@@ -728,6 +738,8 @@ def parse_plan_json(text: str, source: str, *, line_offset: int = 0) -> PlanMani
         manifest = _from_manifest(data) if is_manifest else _from_parsed_plan(_ParsedPlan.model_validate(data))
     except ValidationError as exc:
         raise InvalidDataError(format_validation_error(Path(source), exc), hint=FORMAT_HINT) from None
+    except ModelError as exc:
+        raise InvalidDataError(f"{source}: {exc}", hint=FORMAT_HINT) from None
     if not manifest.iterations:
         raise InvalidDataError(f"{source}: no iterations: the 'iterations' list is empty", hint=FORMAT_HINT)
     if not any(iteration.tasks for iteration in manifest.iterations):
@@ -741,7 +753,7 @@ _STATE_KEYS = ("last_error", "started_at", "completed_at", "duration_ms", "usage
 def _from_manifest(data: dict[str, Any]) -> PlanManifest:
     data = dict(data)
     data["requirement_id"] = {"number": 0}
-    manifest = PlanManifest.model_validate(data)
+    manifest = from_data(PlanManifest, data)
     for iteration in manifest.iterations:
         iteration.status = PlanStatus.NOT_STARTED
         for task in iteration.tasks:
@@ -788,7 +800,7 @@ def _from_parsed_plan(plan: _ParsedPlan) -> PlanManifest:
         parts.append("## Tech Stack\n" + "\n".join(f"- {item}" for item in plan.tech_stack))
     description = "\n\n".join(p for p in parts if p)
     if description:
-        setattr(manifest, "description", description)
+        manifest.extras = {"description": description}
     return manifest
 
 
@@ -796,8 +808,7 @@ def _from_parsed_plan(plan: _ParsedPlan) -> PlanManifest:
 
 
 def _project_description(manifest: PlanManifest) -> str | None:
-    extra = manifest.model_extra or {}
-    value = extra.get("description")
+    value = extras_of(manifest).get("description")
     return value.strip("\n") if isinstance(value, str) and value.strip() else None
 
 

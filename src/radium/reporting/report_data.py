@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from radium.models import PlanManifest, PlanTask, TaskStatus, utc_now_iso
+from radium.models import PlanManifest, PlanTask, TaskStatus, to_data, utc_now_iso
 from radium.reporting.timeline import Axis, Span, max_concurrency, task_spans
 
 TEXT_BUDGET = 6_000_000
@@ -101,7 +101,7 @@ def _span_row(axis: Axis, span: Span) -> list[Any]:
 
 
 def _attempt_row(record: Any) -> dict[str, Any]:
-    row = record.model_dump(mode="json", exclude_none=True)
+    row = to_data(record)
     if "message" in row:
         row["message"] = row["message"][:MESSAGE_MAX]
     return row
