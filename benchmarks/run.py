@@ -32,9 +32,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _workspace import PLAN_RELATIVE, make_workspace, write_big_manifest  # noqa: E402
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _workspace import PLAN_RELATIVE  # noqa: E402
 
 FLOOR_LOOPS = 300
 ENV = {**os.environ, "NO_COLOR": "1"}
@@ -70,20 +72,27 @@ def floor(directory: Path) -> tuple[float, float]:
     return atomic, append
 
 
-def rad(ws: Path, *args: str) -> tuple[float, float, str]:
-    """Run ``rad -w WS ARGS``; (wall seconds, peak RSS MiB, stdout)."""
+def rad(ws: Path, *args: str, on_line: Callable[[bytes], None] | None = None) -> tuple[float, float]:
+    """Run ``rad -w WS ARGS``; (wall seconds, peak RSS MiB). ``on_line`` sees each stdout line.
+
+    Nothing big is kept in this process: Linux counts the parent's pages at
+    fork in a child's ``ru_maxrss``, so a benchmark holding 100,000 events (or
+    building a plan in memory) would inflate every later child's peak RSS.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         process = subprocess.Popen([sys.executable, "-m", "radium", "-w", str(ws), *args], stdout=out, stderr=err, env=ENV)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
         process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
         err.seek(0)
-        stdout = out.read().decode()
         if process.returncode not in (0, 1):
             raise SystemExit(f"rad {' '.join(args)} exited {process.returncode}: {err.read().decode()[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+        if on_line is not None:
+            out.seek(0)
+            for line in out:
+                on_line(line)
+    return wall, usage.ru_maxrss / 1024
 
 
 def json_load_time(path: Path) -> tuple[float, float]:
@@ -104,10 +113,22 @@ def manifest_of(ws: Path) -> Path:
 
 def craft(ws: Path) -> tuple[float, float, float]:
     """(wall s, model s, peak RSS MiB) of ``rad craft --yolo --json``."""
-    wall, rss, stdout = rad(ws, "craft", "REQ-001", "--yolo", "--json")
-    events = [json.loads(line) for line in stdout.splitlines()]
-    model_ms = sum(e["duration_ms"] for e in events if e["event"] == "task_completed")
+    model_ms = 0
+
+    def count(line: bytes) -> None:
+        nonlocal model_ms
+        if b'"task_completed"' in line:
+            model_ms += json.loads(line)["duration_ms"]
+
+    wall, rss = rad(ws, "craft", "REQ-001", "--yolo", "--json", on_line=count)
     return wall, model_ms / 1000, rss
+
+
+def build(builder: str, *args: object) -> None:
+    """Run a ``_workspace`` builder in a child process (see ``rad``: this process stays small)."""
+    call = f"{builder}(Path({str(args[0])!r}), *{args[1:]!r})"
+    code = f"import sys\nfrom pathlib import Path\nsys.path.insert(0, {str(HERE)!r})\nfrom _workspace import {builder}\n{call}\n"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def main() -> None:
@@ -122,8 +143,8 @@ def main() -> None:
     notes: list[str] = []
     try:
         one = root / "one"
-        make_workspace(one, 1)
-        first, rss_one, _ = rad(one, "craft", "REQ-001", "--yolo", "--json")
+        build("make_workspace", one, 1)
+        first, rss_one = rad(one, "craft", "REQ-001", "--yolo", "--json")
         rows.append(("`rad craft` of a 1-task plan (start-up)", f"{first:.2f} s", "", f"{rss_one:.0f} MiB"))
 
         def startup(*cmd: str) -> float:
@@ -133,7 +154,7 @@ def main() -> None:
         largest = None
         for n in sizes:
             ws = root / f"ws{n}"
-            make_workspace(ws, n)
+            build("make_workspace", ws, n)
             startup_craft = startup("craft", "REQ-001", "--yolo", "--json")
             before = floor(root)
             wall, model, rss = craft(ws)
@@ -161,7 +182,7 @@ def main() -> None:
                 ("`rad validate`", ("validate", "REQ-001")),
             ):
                 start = startup(*cmd)
-                wall, rss, _ = rad(ws, *cmd)
+                wall, rss = rad(ws, *cmd)
                 rows.append((f"{label}, {n:,} tasks", f"{wall:.2f} s", f"{(wall - start) / load_s:.2f} × json.load + start-up ({start:.2f} s)", f"{rss:.0f} MiB"))
             # One task left, as a run that stopped before it leaves the plan (written by rad's own store).
             code = (
@@ -172,17 +193,17 @@ def main() -> None:
             )
             subprocess.run([sys.executable, "-c", code, str(ws / PLAN_RELATIVE)], check=True)
             start = startup("craft", "REQ-001", "--yolo", "--json")  # already complete: start-up + load
-            wall, rss, _ = rad(ws, "craft", "REQ-001", "--yolo", "--json")
+            wall, rss = rad(ws, "craft", "REQ-001", "--yolo", "--json")
             rows.append((f"resume with one task left, {n:,} tasks", f"{wall:.2f} s", f"{(wall - start) / load_s:.2f} × json.load + start-up ({start:.2f} s)", f"{rss:.0f} MiB"))
         if args.million:
             ws = root / "million"
-            make_workspace(ws, 1)
-            write_big_manifest(manifest_of(ws), 1_000_000, completed=999_990)
+            build("make_workspace", ws, 1)
+            build("write_big_manifest", manifest_of(ws), 1_000_000, 999_990)
             load_s, load_rss = json_load_time(manifest_of(ws))
             size = manifest_of(ws).stat().st_size / 1024 / 1024
             rows.append((f"`json.load` of a 1,000,000-task manifest ({size:.0f} MiB)", f"{load_s:.2f} s", "1", f"{load_rss:.0f} MiB"))
             for label, cmd in (("`rad status`", ("status", "REQ-001")), ("`rad status --json`", ("status", "REQ-001", "--json"))):
-                wall, rss, _ = rad(ws, *cmd)
+                wall, rss = rad(ws, *cmd)
                 rows.append((f"{label}, 1,000,000 tasks", f"{wall:.2f} s", f"{wall / load_s:.2f} × json.load", f"{rss:.0f} MiB"))
     finally:
         subprocess.run(["rm", "-rf", str(root)], check=False)

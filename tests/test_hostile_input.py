@@ -73,6 +73,19 @@ def test_an_output_path_inside_the_artifacts_is_read(tmp_path: Path) -> None:
     assert "the first answer" in (plan_dir(ws) / "artifacts" / "tasks" / "I1.T2.prompt.md").read_text()
 
 
+def test_an_output_file_linked_outside_the_artifacts_is_not_read(tmp_path: Path) -> None:
+    """The output_path is plain, but the file itself is a symlink to a secret: it is not followed."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("PRIVATE-KEY-MATERIAL\n")
+    done = task("I1.T1", completed=True, status="completed", output_path="artifacts/tasks/I1.T1.md")
+    ws = make_workspace(tmp_path / "ws", manifest([done, task("I1.T2", deps=["I1.T1"])]))
+    (plan_dir(ws) / "artifacts" / "tasks").mkdir(parents=True)
+    (plan_dir(ws) / "artifacts" / "tasks" / "I1.T1.md").symlink_to(secret)
+    result = run_rad("craft", "REQ-001", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    assert "PRIVATE-KEY-MATERIAL" not in (plan_dir(ws) / "artifacts" / "tasks" / "I1.T2.prompt.md").read_text()
+
+
 # ---------------------------------------------------------------- imports and AGENTS.md
 
 
