@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from helpers import RAD, make_workspace, manifest, plan_dir, rad_env, read_manifest, run_rad, task, tasks_by_id, write_agent
 
 
@@ -142,3 +144,19 @@ def test_the_manifest_round_trips_byte_for_byte_and_keeps_unknown_keys(tmp_path:
     assert data["iterations"][0]["status"] == data["iterations"][1]["status"] == "completed"
     assert tasks_by_id(data)["I2.T1"]["extra_key"] == {"kept": [1, "ü"]}
     assert list(tasks_by_id(data)["I2.T1"])[-1] == "extra_key"  # unknown keys after ours
+
+
+@pytest.mark.parametrize("batch", [1, 2, 1000])
+def test_the_streamed_manifest_is_the_whole_text_byte_for_byte(batch: int) -> None:
+    """Compaction writes the manifest in pieces (``render_pieces``); whatever the batch size, the bytes
+    are those of ``to_json_bytes``, with unknown keys, an empty iteration and non-ASCII text."""
+    from radium.models import PlanManifest, from_data, manifest_pieces, render_pieces, to_json_bytes
+
+    data = manifest(
+        [task("I1.T1", extra_key={"kept": [1, "ü\n"]}), task("I1.T2", deps=["I1.T1"]), task("I1.T3", title="é — \u2028")],
+        [],
+        [task("I3.T1")],
+    )
+    data["top_level_key"] = {"x": None}
+    loaded = from_data(PlanManifest, data)
+    assert b"".join(render_pieces(manifest_pieces(loaded, batch))) == to_json_bytes(loaded)

@@ -39,7 +39,17 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.journal import apply_journal, journal_path_for
-from radium.models import ModelError, PlanManifest, PlanMetadata, PlanTask, encode, from_data, from_json, to_json_bytes
+from radium.models import (
+    ModelError,
+    PlanManifest,
+    PlanMetadata,
+    PlanTask,
+    encode,
+    from_data,
+    from_json,
+    manifest_pieces,
+    render_pieces,
+)
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -72,8 +82,11 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
         fsync_directory(directory)
 
 
-def _replace_atomically(path: Path, data: bytes, fsync: bool) -> None:
-    """Temp file beside ``path`` (fsynced if asked), renamed over it; the directory is not fsynced."""
+def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
+    """Temp file beside ``path`` (fsynced if asked), renamed over it; the directory is not fsynced.
+
+    ``data`` may come in pieces (a compaction streams the manifest).
+    """
     # One name per process and thread: no two writers share a temp file, and
     # no random-name retry loop (mkstemp) on the hot path. ``.*.tmp`` names
     # are what ``remove_stale_temp_files`` cleans up after a kill.
@@ -86,9 +99,10 @@ def _replace_atomically(path: Path, data: bytes, fsync: bool) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask; an existing file's is not
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            for chunk in [data] if isinstance(data, bytes) else data:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view):]
             if fsync:
                 os.fsync(fd)
         finally:
@@ -338,7 +352,7 @@ class PlanStore:
 
     def save(self, manifest: PlanManifest) -> None:
         """Write the whole manifest durably (and ``plan.json``); empties the journal."""
-        self.write_checkpoint(to_json_bytes(manifest), self.metadata_text(manifest, final=True))
+        self.write_checkpoint(render_pieces(manifest_pieces(manifest)), self.metadata_text(manifest, final=True))
 
     @staticmethod
     def journal_line(task: PlanTask, output: str | None = None) -> str:
@@ -352,8 +366,18 @@ class PlanStore:
         """Whether appending ``extra_bytes`` would make the journal outgrow its budget."""
         return self._journal_bytes + extra_bytes > max(self.JOURNAL_MIN_BYTES, self._manifest_bytes // 2)
 
-    def write_checkpoint(self, encoded: bytes, metadata_text: str | None, *, durable: bool = True) -> None:
-        """Replace the manifest with ``encoded`` (its UTF-8 text) and empty the journal."""
+    def write_checkpoint(self, content: "bytes | Iterable[bytes]", metadata_text: str | None, *, durable: bool = True) -> None:
+        """Replace the manifest with ``content`` (its UTF-8 text, whole or in pieces) and empty the journal."""
+        digest = hashlib.sha256()
+        size = 0
+
+        def hashed(chunks: Iterable[bytes]) -> Iterator[bytes]:
+            nonlocal size
+            for chunk in chunks:
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
+
         self.wait_for_prompt_copies()
         with self._write_lock:
             try:
@@ -361,7 +385,7 @@ class PlanStore:
             except OSError as exc:
                 raise CheckpointWriteError(f"cannot sync task outputs in {self.tasks_dir}: {exc.strerror or exc}") from None
             try:
-                _replace_atomically(self.manifest_path, encoded, durable)
+                _replace_atomically(self.manifest_path, hashed([content] if isinstance(content, bytes) else content), durable)
                 if durable:
                     fsync_directory(self.manifest_path.parent)
             except OSError as exc:
@@ -378,8 +402,8 @@ class PlanStore:
             except FileNotFoundError:
                 pass
             self._journal_bytes = 0
-            self._manifest_bytes = len(encoded)
-            self._manifest_sha256 = hashlib.sha256(encoded).hexdigest()
+            self._manifest_bytes = size
+            self._manifest_sha256 = digest.hexdigest()
             # Which text this store wrote (not fsynced: if lost or stale, the next run compacts first).
             with contextlib.suppress(OSError):
                 atomic_write_text(self.written_hash_path, self._manifest_sha256 + "\n", durable=False)

@@ -128,8 +128,8 @@ class MockEngine(Engine):
     def __init__(self, settings) -> None:
         super().__init__(settings)
         self._attempts: dict[str, int] = {}
-        self.history: list[str] = []
-        """Every prompt received, in order (for tests that use the engine directly)."""
+        """Attempts so far per scripted prompt (by hash); prompts without ``mock-fail`` lines are
+        not counted, so a long run keeps nothing per task."""
 
     def resume_script(self, prompt: str, earlier_attempts: int) -> None:
         """Say that ``prompt`` had ``earlier_attempts`` attempts elsewhere, so its ``mock-fail``
@@ -137,14 +137,16 @@ class MockEngine(Engine):
         self._attempts[hashlib.sha256(prompt.encode()).hexdigest()] = earlier_attempts
 
     async def generate(self, prompt: str, params: GenerationParams) -> EngineResponse:
-        self.history.append(prompt)
-        key = hashlib.sha256(prompt.encode()).hexdigest()
-        attempt_index = self._attempts.get(key, 0)
-        self._attempts[key] = attempt_index + 1
+        script = parse_script(prompt)
+        attempt_index = 0
+        if script:
+            key = hashlib.sha256(prompt.encode()).hexdigest()
+            attempt_index = self._attempts.get(key, 0)
+            self._attempts[key] = attempt_index + 1
         delay = _DELAY_LINE.search(prompt)
         if delay:
             await asyncio.sleep(int(delay.group(1)) / 1000)
-        failure = _failure_for(parse_script(prompt), attempt_index)
+        failure = _failure_for(script, attempt_index)
         if failure is not None:
             raise _RAISERS[failure.kind](failure.arg)
         # Directive lines are left out of the echo so that they do not reach

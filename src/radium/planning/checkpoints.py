@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from radium.models import PlanManifest, PlanTask, TaskStatus, to_json_bytes
+from radium.models import PlanManifest, PlanTask, TaskStatus, manifest_pieces, render_pieces
 from radium.store import PlanStore
 
 
@@ -107,9 +107,10 @@ class Checkpointer:
         self._changed_tasks = {}
 
 
-def _compacted(manifest: PlanManifest) -> bytes:
-    """The manifest file's new content. Iteration statuses are derived; they are brought up to
-    date here, once per compaction, rather than after every task (a full scan each time)."""
+def _compacted(manifest: PlanManifest) -> Iterator[bytes]:
+    """The manifest file's new content, snapshotted now (on the loop's thread) and rendered as it
+    is written. Iteration statuses are derived; they are brought up to date here, once per
+    compaction, rather than after every task (a full scan each time)."""
     for iteration in manifest.iterations:
         iteration.refresh_status()
-    return to_json_bytes(manifest)
+    return render_pieces(manifest_pieces(manifest))
