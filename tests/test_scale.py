@@ -146,8 +146,9 @@ def test_the_manifest_round_trips_byte_for_byte_and_keeps_unknown_keys(tmp_path:
     assert list(tasks_by_id(data)["I2.T1"])[-1] == "extra_key"  # unknown keys after ours
 
 
+@pytest.mark.parametrize("snapshot", [True, False])
 @pytest.mark.parametrize("batch", [1, 2, 1000])
-def test_the_streamed_manifest_is_the_whole_text_byte_for_byte(batch: int) -> None:
+def test_the_streamed_manifest_is_the_whole_text_byte_for_byte(batch: int, snapshot: bool) -> None:
     """Compaction writes the manifest in pieces (``render_pieces``); whatever the batch size, the bytes
     are those of ``to_json_bytes``, with unknown keys, an empty iteration and non-ASCII text."""
     from radium.models import PlanManifest, from_data, manifest_pieces, render_pieces, to_json_bytes
@@ -159,4 +160,4 @@ def test_the_streamed_manifest_is_the_whole_text_byte_for_byte(batch: int) -> No
     )
     data["top_level_key"] = {"x": None}
     loaded = from_data(PlanManifest, data)
-    assert b"".join(render_pieces(manifest_pieces(loaded, batch))) == to_json_bytes(loaded)
+    assert b"".join(render_pieces(manifest_pieces(loaded, batch, snapshot=snapshot))) == to_json_bytes(loaded)

@@ -352,7 +352,7 @@ class PlanStore:
 
     def save(self, manifest: PlanManifest) -> None:
         """Write the whole manifest durably (and ``plan.json``); empties the journal."""
-        self.write_checkpoint(render_pieces(manifest_pieces(manifest)), self.metadata_text(manifest, final=True))
+        self.write_checkpoint(render_pieces(manifest_pieces(manifest, snapshot=False)), self.metadata_text(manifest, final=True))
 
     @staticmethod
     def journal_line(task: PlanTask, output: str | None = None) -> str:

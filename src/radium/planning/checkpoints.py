@@ -80,7 +80,7 @@ class Checkpointer:
             if outputs:
                 await self._io(inline, store.commit, outputs, "", None, durable=True)
             self._compact_next = False
-            encoded = _compacted(manifest)
+            encoded = _compacted(manifest, inline)
             metadata = store.metadata_text(manifest, final=True)
             await self._io(inline, store.write_checkpoint, encoded, metadata, durable=True)
             return
@@ -102,15 +102,16 @@ class Checkpointer:
             self._output_tasks = []
             if outputs:
                 self.store.commit(outputs, "", None, durable=True)
-            encoded = _compacted(manifest)
+            encoded = _compacted(manifest, inline=True)
             self.store.write_checkpoint(encoded, self.store.metadata_text(manifest, final=True))
         self._changed_tasks = {}
 
 
-def _compacted(manifest: PlanManifest) -> Iterator[bytes]:
-    """The manifest file's new content, snapshotted now (on the loop's thread) and rendered as it
-    is written. Iteration statuses are derived; they are brought up to date here, once per
+def _compacted(manifest: PlanManifest, inline: bool) -> Iterator[bytes]:
+    """The manifest file's new content, rendered as it is written: from the live tasks when the
+    write is ``inline`` (nothing runs meanwhile), else from a snapshot taken now, on the loop's
+    thread. Iteration statuses are derived; they are brought up to date here, once per
     compaction, rather than after every task (a full scan each time)."""
     for iteration in manifest.iterations:
         iteration.refresh_status()
-    return render_pieces(manifest_pieces(manifest))
+    return render_pieces(manifest_pieces(manifest, snapshot=not inline))

@@ -551,7 +551,7 @@ class PlanExecutor:
                 if state.spend.budget_hit is not None:
                     outcome = "budget_reached"
                     break
-            await self.checkpoints.save(manifest, final=True)
+            await self.checkpoints.save(manifest, final=True, inline=not state.running)
         except asyncio.CancelledError:
             runners = list(state.running)
             self._save_after_cancel(manifest, state)
