@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from radium.errors import InvalidDataError
-from radium.models import Iteration, PlanManifest, PlanTask, RequirementId, to_data
+from radium.codec import to_data
+from radium.models import Iteration, PlanManifest, PlanTask, RequirementId
 from radium.planning.markdown import export_markdown, looks_like_plan, parse_plan_text
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"

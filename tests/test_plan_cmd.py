@@ -15,8 +15,8 @@ import pytest
 
 from fake_provider import FakeProvider, ok, status
 from helpers import RAD, rad_env, run_rad, write_agent
+from radium.codec import to_data
 from radium.planning.markdown import parse_plan_text
-from radium.models import to_data
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"
 

@@ -15,7 +15,6 @@ milliseconds, and a test must not fail for that.
 
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path

@@ -8,14 +8,14 @@ waiting (tenacity's testing style).
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from radium.engines import EngineSettings, create_engine
 from radium.errors import ErrorCategory, RateLimitError, ServerError
-from radium.models import PlanManifest, from_data
+from radium.codec import from_data
+from radium.models import PlanManifest
 from radium.planning.executor import (
     ExecutionConfig,
     ExecutionError,

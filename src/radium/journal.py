@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from radium.errors import InvalidDataError
-from radium.models import Iteration, ModelError, PlanManifest, PlanTask, from_data, to_data
+from radium.codec import ModelError, from_data, to_data
+from radium.models import Iteration, PlanManifest, PlanTask
 
 
 def journal_path_for(manifest_path: Path) -> Path:

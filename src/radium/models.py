@@ -10,18 +10,10 @@ validates as it is.
 
 The models are ``msgspec`` structs, not pydantic models, because a manifest
 can hold 100,000 tasks: msgspec decodes the file straight into the structs
-about eight times faster than pydantic and at a quarter of its memory per
-task (1.4 KB against 4.9 KB, see ``benchmarks/PROFILE.md``), and encodes it
-back in a tenth of a second. Two things msgspec does not do are done here:
-
-* **Unknown keys are kept.** The fast decoder forbids unknown fields; a file
-  that has some (a manifest the original Radium or a person wrote) takes
-  ``from_data``, which moves each object's unknown keys into its ``extras``
-  field. ``encode`` writes them back after the object's own fields.
-* **Lenient input.** ``from_data`` also accepts ``"REQ-001"`` (or ``1``) for
-  ``requirement_id`` and ``null`` for a task's lists, which hand-written
-  manifests contain, and turns msgspec's errors into ``ModelError`` with a
-  readable location.
+about ten times faster than pydantic and at a quarter of its memory per
+task (1.3 KB against 4.9 KB, see ``benchmarks/PROFILE.md``), and encodes it
+back in a tenth of a second. Their JSON, both ways, is ``radium.codec``'s
+(with what msgspec does not do: unknown keys kept, lenient input).
 
 ``PlanTask.completed`` (the original's only state) and ``PlanTask.status``
 (ours) always agree: on load, ``completed`` wins when they disagree, because it
@@ -36,15 +28,12 @@ import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Annotated, Any, Iterator, TypeVar
+from typing import Annotated, Any, Iterator
 
-import msgspec
 from msgspec import Meta, Struct, field
 
 EXTRAS_KEY = "__radium_extras__"
 """Where an object's unknown keys travel inside msgspec (never written: ``encode`` merges them)."""
-
-_EXTRAS_MARK = f'"{EXTRAS_KEY}"'.encode()
 
 
 _last_stamp: dict[str, tuple[int, str]] = {"seconds": (-1, ""), "milliseconds": (-1, "")}
@@ -80,7 +69,7 @@ def _always(value: Any) -> Any:
     return field(default_factory=lambda: value)
 
 
-class _Model(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
+class ManifestModel(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """Base for manifest objects: ``None`` fields are omitted, unknown keys ride in ``extras``.
 
     Assignment is not validated (structs never are): the executor updates task
@@ -97,7 +86,7 @@ class _Model(Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=Tru
 _REQ_PATTERN = re.compile(r"^REQ-(\d+)$", re.IGNORECASE)
 
 
-class RequirementId(_Model):
+class RequirementId(ManifestModel):
     """``REQ-001``; stored as ``{"number": 1}`` as the original does."""
 
     number: Annotated[int, Meta(ge=0)]
@@ -140,7 +129,7 @@ class TaskStatus(str, enum.Enum):
 
 
 
-class TaskErrorRecord(_Model):
+class TaskErrorRecord(ManifestModel):
     """The last error a task met: what kind, and the message shown to the user."""
 
     category: str
@@ -148,7 +137,7 @@ class TaskErrorRecord(_Model):
     kind: str | None = None
 
 
-class TokenUsage(_Model):
+class TokenUsage(ManifestModel):
     """Token counts reported by the provider for one task (summed over attempts)."""
 
     prompt_tokens: int = _always(0)
@@ -159,7 +148,7 @@ class TokenUsage(_Model):
         return self.prompt_tokens + self.completion_tokens
 
 
-class AttemptRecord(_Model):
+class AttemptRecord(ManifestModel):
     """One attempt of a task, kept in the checkpoint (``PlanTask.attempt_log``).
 
     ``attempt`` counts over all runs (1-based). ``started_at``/``ended_at`` are
@@ -183,7 +172,7 @@ class AttemptRecord(_Model):
     rate_limit_wait_ms: int | None = None
 
 
-class PlanTask(_Model):
+class PlanTask(ManifestModel):
     """One task: an agent applied to a piece of work, possibly after other tasks."""
 
     id: str
@@ -239,7 +228,7 @@ class PlanTask(_Model):
         self.attempt_log = []
 
 
-class Iteration(_Model, kw_only=True):
+class Iteration(ManifestModel, kw_only=True):
     """An ordered group of tasks; iterations run one after the other."""
 
     id: str
@@ -266,7 +255,7 @@ class Iteration(_Model, kw_only=True):
             self.status = PlanStatus.NOT_STARTED
 
 
-class PlanManifest(_Model):
+class PlanManifest(ManifestModel):
     """``plan/plan_manifest.json``: the plan and its execution state (the checkpoint)."""
 
     requirement_id: RequirementId
@@ -302,12 +291,8 @@ class PlanManifest(_Model):
     def has_incomplete_tasks(self) -> bool:
         return any(not task.completed for _, task in self.tasks())
 
-    def to_json(self) -> str:
-        """The file text: 2-space indented JSON, field order as declared, unknown keys last."""
-        return to_json(self)
 
-
-class PlanMetadata(_Model):
+class PlanMetadata(ManifestModel):
     """``plan.json``: what the plan is and a summary of its progress.
 
     Radium keeps the status and counts in step with the manifest after every
@@ -344,253 +329,3 @@ class PlanMetadata(_Model):
         else:
             self.status = PlanStatus.NOT_STARTED
         self.updated_at = now
-
-    def to_json(self) -> str:
-        return to_json(self)
-
-
-# ------------------------------------------------------------------ encoding and decoding
-
-ModelT = TypeVar("ModelT", bound=_Model)
-
-
-class ModelError(ValueError):
-    """Data that does not fit a model: ``location`` (``iterations[0].tasks[2].title``) and ``problem``."""
-
-    def __init__(self, location: str, problem: str) -> None:
-        super().__init__(f"{location or 'top level'}: {problem}")
-        self.location = location
-        self.problem = problem
-
-
-_ENCODER = msgspec.json.Encoder()
-_DECODERS: dict[type, msgspec.json.Decoder] = {}
-
-_NESTED: dict[type, dict[str, type]] = {
-    PlanManifest: {"requirement_id": RequirementId, "iterations": Iteration},
-    PlanMetadata: {"requirement_id": RequirementId},
-    Iteration: {"tasks": PlanTask},
-    PlanTask: {"last_error": TaskErrorRecord, "usage": TokenUsage, "attempt_log": AttemptRecord},
-}
-"""Which fields hold models (or lists of them), for ``from_data``'s walk."""
-
-
-def encode(obj: _Model) -> bytes:
-    """Compact JSON of a model, its unknown keys after its own fields."""
-    return _encode_value(obj)
-
-
-def to_json_bytes(obj: _Model) -> bytes:
-    """The file content of a model: 2-space indented UTF-8 JSON (``json.dumps(indent=2)``'s layout).
-
-    100,000 tasks take about 0.15 s, so a compaction simply re-encodes the whole manifest.
-    """
-    return msgspec.json.format(encode(obj), indent=2)
-
-
-def to_json(obj: _Model) -> str:
-    """``to_json_bytes`` as text."""
-    return to_json_bytes(obj).decode("utf-8")
-
-
-_CHUNK_MARK = "__radium_chunk__"
-
-
-_Piece = bytes | tuple[bytes | list[PlanTask], bytes]
-"""A piece of the manifest text, or a batch of tasks (encoded or not) with the indent of its place."""
-
-
-def manifest_pieces(manifest: PlanManifest, batch: int = 1000, *, snapshot: bool = True) -> list[_Piece]:
-    """The manifest's file text in pieces for ``render_pieces``, taken on the thread that owns it.
-
-    The pieces are the file's text, except for the tasks, in batches of
-    ``batch`` as ``(tasks, indent)``: indenting (and, without ``snapshot``,
-    encoding) is left to ``render_pieces``, one batch at a time, as the file
-    is written. ``snapshot`` encodes the tasks now (compact: 0.45 KB a task),
-    for a render in a worker thread while the run goes on and changes them;
-    without it the render reads the live tasks, so nothing may change them
-    until it ends (a compaction with no task in flight). Either way a
-    compaction never holds the whole indented file (0.8 KB a task).
-    """
-    top = to_data(msgspec.structs.replace(manifest, iterations=[]))
-    top["iterations"] = [_CHUNK_MARK]
-    head, indent, tail = _split_at_mark(_pretty(top), b"")
-    pieces: list[_Piece] = [head]
-    for number, iteration in enumerate(manifest.iterations):
-        if number:
-            pieces.append(b",\n")
-        if not iteration.tasks:
-            pieces.append(indent + encode_pretty(iteration).replace(b"\n", b"\n" + indent))
-            continue
-        shell = to_data(msgspec.structs.replace(iteration, tasks=[]))
-        shell["tasks"] = [_CHUNK_MARK]
-        iteration_head, task_indent, iteration_tail = _split_at_mark(_pretty(shell), indent)
-        pieces.append(iteration_head)
-        for start in range(0, len(iteration.tasks), batch):
-            if start:
-                pieces.append(b",\n")
-            tasks = iteration.tasks[start : start + batch]
-            pieces.append((_encode_value(tasks) if snapshot else tasks, task_indent))
-        pieces.append(iteration_tail)
-    pieces.append(tail)
-    return pieces
-
-
-def render_pieces(pieces: list[_Piece]) -> Iterator[bytes]:
-    """The file's bytes from ``manifest_pieces``, piece by piece, emptying the list as it goes.
-
-    A batch formatted at depth 0 is ``[\\n  {...},\\n  {...}\\n]``: without its
-    brackets, its items move from depth 1 to their place by re-indenting each
-    line, which is exact because the layout depends only on depth and a JSON
-    string holds no raw newline.
-    """
-    pieces.reverse()
-    while pieces:
-        piece = pieces.pop()
-        if isinstance(piece, bytes):
-            yield piece
-            continue
-        tasks, task_indent = piece
-        compact = tasks if isinstance(tasks, bytes) else _encode_value(tasks)
-        inner = msgspec.json.format(compact, indent=2)[2:-2]
-        yield task_indent + inner[2:].replace(b"\n  ", b"\n" + task_indent)
-
-
-def encode_pretty(obj: _Model) -> bytes:
-    return msgspec.json.format(encode(obj), indent=2)
-
-
-def _pretty(data: Any) -> bytes:
-    return msgspec.json.format(_ENCODER.encode(data), indent=2)
-
-
-def _encode_value(value: Any) -> bytes:
-    """Compact JSON of models or lists of them, unknown keys included."""
-    raw = _ENCODER.encode(value)
-    if _EXTRAS_MARK in raw:
-        raw = _ENCODER.encode(_merge_extras(msgspec.to_builtins(value)))
-    return raw
-
-
-def _split_at_mark(pretty: bytes, indent: bytes) -> tuple[bytes, bytes, bytes]:
-    """Indent ``pretty`` by ``indent``; split it around the line holding ``_CHUNK_MARK``: (before, its indent, after)."""
-    text = indent + pretty.replace(b"\n", b"\n" + indent)
-    mark = _ENCODER.encode(_CHUNK_MARK)
-    at = text.index(mark)
-    line_start = text.rindex(b"\n", 0, at) + 1
-    return text[:line_start], text[line_start:at], text[at + len(mark) :]
-
-
-def to_data(obj: _Model) -> Any:
-    """A model as plain JSON data (dicts, lists, strings, numbers), unknown keys included."""
-    return _merge_extras(msgspec.to_builtins(obj))
-
-
-def _merge_extras(data: Any) -> Any:
-    if isinstance(data, dict):
-        extras = data.pop(EXTRAS_KEY, None)
-        for key, value in data.items():
-            if isinstance(value, (dict, list)):
-                data[key] = _merge_extras(value)
-        if extras:
-            for key, value in extras.items():
-                data.setdefault(key, value)
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            if isinstance(value, (dict, list)):
-                data[index] = _merge_extras(value)
-    return data
-
-
-def from_json(raw: bytes | str, cls: type[ModelT], *, lenient: bool = True) -> ModelT:
-    """Decode JSON text straight into ``cls`` (the fast path), else through ``from_data``.
-
-    Raises ``ValueError`` for text that is not JSON and ``ModelError`` for JSON
-    that does not fit. ``lenient=False`` skips ``from_data``: text that is not
-    exactly our own format raises ``ModelError``, for a caller with its own slow path.
-    """
-    decoder = _DECODERS.get(cls)
-    if decoder is None:
-        decoder = _DECODERS[cls] = msgspec.json.Decoder(cls)
-    try:
-        return decoder.decode(raw)
-    except msgspec.ValidationError as exc:
-        if not lenient:
-            raise _model_error(str(exc)) from None
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
-    return from_data(cls, msgspec.json.decode(raw))
-
-
-def from_data(cls: type[ModelT], data: Any) -> ModelT:
-    """Validate plain JSON data as ``cls``, keeping unknown keys and accepting lenient forms.
-
-    Raises ``ModelError`` naming the first problem's location.
-    """
-    try:
-        return msgspec.convert(data, cls)
-    except msgspec.ValidationError:
-        pass  # unknown keys, a lenient form, or a real problem: take the walk
-    try:
-        prepared = _prepare(cls, data, "")
-        return msgspec.convert(prepared, cls)
-    except msgspec.ValidationError as exc:
-        raise _model_error(str(exc)) from None
-
-
-def _prepare(cls: type, data: Any, location: str) -> Any:
-    """``data`` with each object's unknown keys moved under ``EXTRAS_KEY`` and lenient forms made strict."""
-    if not isinstance(data, dict):
-        return data
-    known = set(cls.__struct_encode_fields__) - {EXTRAS_KEY}
-    nested = _NESTED.get(cls, {})
-    prepared: dict[str, Any] = {}
-    extras: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in known:
-            extras[key] = value
-            continue
-        inner = nested.get(key)
-        if inner is RequirementId and not isinstance(value, dict):
-            value = _requirement_id(value, f"{location}.{key}".lstrip("."))
-        elif inner is not None and isinstance(value, list):
-            value = [_prepare(inner, item, f"{location}.{key}[{i}]") for i, item in enumerate(value)]
-        elif inner is not None:
-            value = _prepare(inner, value, f"{location}.{key}")
-        elif value is None and key in ("dependencies", "acceptance_criteria"):
-            value = []
-        prepared[key] = value
-    if extras:
-        prepared[EXTRAS_KEY] = extras
-    return prepared
-
-
-def _requirement_id(value: Any, location: str) -> Any:
-    # Hand-written manifests often say "REQ-001" (or 1); accept it rather than fail.
-    if isinstance(value, str):
-        try:
-            return {"number": RequirementId.parse(value).number}
-        except ValueError as exc:
-            raise ModelError(location, str(exc)) from None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return {"number": value}
-    return value
-
-
-_MISSING = re.compile(r"Object missing required field `([^`]*)`")
-
-
-def _model_error(message: str) -> ModelError:
-    """msgspec's ``Expected `int`, got `str` - at `$.iterations[0].number``` as a ModelError."""
-    problem, _, where = message.partition(" - at `$")
-    location = where.rstrip("`").lstrip(".")
-    missing = _MISSING.match(problem)
-    if missing:
-        location = f"{location}.{missing.group(1)}".lstrip(".")
-        problem = "Field required"  # as pydantic says it for agent files
-    return ModelError(location, problem.replace("`", ""))
-
-
-def extras_of(obj: _Model) -> dict[str, Any]:
-    """The unknown keys an object was loaded with (empty when none)."""
-    return obj.extras or {}

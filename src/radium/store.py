@@ -39,17 +39,8 @@ from typing import TYPE_CHECKING, Iterable, Iterator
 
 from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.journal import apply_journal, journal_path_for
-from radium.models import (
-    ModelError,
-    PlanManifest,
-    PlanMetadata,
-    PlanTask,
-    encode,
-    from_data,
-    from_json,
-    manifest_pieces,
-    render_pieces,
-)
+from radium.codec import ModelError, encode, from_data, from_json, manifest_pieces, render_pieces, to_json
+from radium.models import PlanManifest, PlanMetadata, PlanTask
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -532,7 +523,7 @@ class PlanStore:
         self._metadata_synced = time.monotonic()
         # A full scan per second is 5% of a run at 1,000,000 tasks: keep it under ~1%.
         self._metadata_interval = max(1.0, 100 * (self._metadata_synced - now))
-        return metadata.to_json()
+        return to_json(metadata)
 
     def _write_metadata(self, text: str | None) -> None:
         if text is None:

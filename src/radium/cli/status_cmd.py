@@ -10,14 +10,13 @@ out). ``--json`` prints everything, always (it is the machine interface).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 import click
 import msgspec
 
-from radium.models import to_data
+from radium.codec import to_data
 
 SUMMARY_ROWS = 10
 """Running, failed and blocked tasks shown per kind in the summary."""

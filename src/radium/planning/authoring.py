@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import IO
 
 from radium.errors import CheckpointWriteError, FileLockBusyError, InvalidDataError, PlanExistsError
-from radium.models import PlanManifest, PlanMetadata, RequirementId, encode, from_json
+from radium.codec import encode, from_json, to_json
+from radium.models import PlanManifest, PlanMetadata, RequirementId
 from radium.store import MANIFEST_RELATIVE, TASK_ARTIFACTS_RELATIVE, atomic_write_text, fsync_directory
 from radium.workspace import STAGES, Workspace
 
@@ -211,8 +212,8 @@ def create_plan(
             try:
                 atomic_write_text(staging / SPECIFICATION_NAME, specification)
                 (staging / MANIFEST_RELATIVE).parent.mkdir(parents=True)
-                atomic_write_text(staging / MANIFEST_RELATIVE, final.to_json())
-                atomic_write_text(staging / "plan.json", metadata.to_json())
+                atomic_write_text(staging / MANIFEST_RELATIVE, to_json(final))
+                atomic_write_text(staging / "plan.json", to_json(metadata))
                 (staging / TASK_ARTIFACTS_RELATIVE).mkdir(parents=True)
                 fsync_directory(staging)
                 os.rename(staging, target)

@@ -20,7 +20,8 @@ import asyncio
 from pathlib import Path
 from typing import Callable, Iterator
 
-from radium.models import PlanManifest, PlanTask, TaskStatus, manifest_pieces, render_pieces
+from radium.codec import manifest_pieces, render_pieces
+from radium.models import PlanManifest, PlanTask, TaskStatus
 from radium.store import PlanStore
 
 

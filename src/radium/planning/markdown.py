@@ -62,17 +62,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from radium.errors import InvalidDataError
-from radium.models import (
-    Iteration,
-    ModelError,
-    PlanManifest,
-    PlanStatus,
-    PlanTask,
-    RequirementId,
-    TaskStatus,
-    extras_of,
-    from_data,
-)
+from radium.codec import ModelError, extras_of, from_data
+from radium.models import Iteration, PlanManifest, PlanStatus, PlanTask, RequirementId, TaskStatus
 from radium.store import format_validation_error
 
 FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-format.md"

@@ -21,7 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from radium.models import PlanManifest, PlanTask, TaskStatus, to_data, utc_now_iso
+from radium.codec import to_data
+from radium.models import PlanManifest, PlanTask, TaskStatus, utc_now_iso
 from radium.reporting.timeline import Axis, Span, max_concurrency, task_spans
 
 TEXT_BUDGET = 6_000_000
