@@ -42,11 +42,14 @@ run_finished        outcome, exit_code, message, completed, failed, blocked,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import msgspec
+
 from radium.models import utc_now_iso
+
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class Event:
         return self.data.get(key, default)
 
     def to_json(self) -> str:
-        return json.dumps({"event": self.type, "time": self.time, **self.data}, ensure_ascii=False)
+        return _ENCODER.encode({"event": self.type, "time": self.time, **self.data}).decode("utf-8")
 
 
 EventSink = Callable[[Event], None]

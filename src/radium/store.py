@@ -37,9 +37,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
+import msgspec
+
+from radium.codec import ModelError, encode, from_data, from_json, manifest_pieces, render_pieces, to_json
 from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.journal import apply_journal, journal_path_for
-from radium.codec import ModelError, encode, from_data, from_json, manifest_pieces, render_pieces, to_json
 from radium.models import PlanManifest, PlanMetadata, PlanTask
 
 if TYPE_CHECKING:
@@ -50,12 +52,6 @@ if TYPE_CHECKING:
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
 _TASKS_POSIX = TASK_ARTIFACTS_RELATIVE.as_posix()
-
-
-# Files are created 0600 by mkstemp; give them the mode a plain open() would
-# (read once here, at import, while the process is single-threaded).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
@@ -73,23 +69,26 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
         fsync_directory(directory)
 
 
-def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
+def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool, keep_mode: bool = True) -> None:
     """Temp file beside ``path`` (fsynced if asked), renamed over it; the directory is not fsynced.
 
     ``data`` may come in pieces (a compaction streams the manifest).
+    ``keep_mode`` gives the new file the old one's permissions (a ``stat``
+    that fails for a new file: task outputs skip it, they are new files).
     """
     # One name per process and thread: no two writers share a temp file, and
     # no random-name retry loop (mkstemp) on the hot path. ``.*.tmp`` names
     # are what ``remove_stale_temp_files`` cleans up after a kill.
     tmp_name = f"{path.parent}/.{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
-    try:
-        mode = path.stat().st_mode & 0o777  # keep the existing file's permissions
-    except OSError:
-        mode = 0o666 & ~_UMASK
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), mode)
+    mode = None
+    if keep_mode:
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode & 0o777
+    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
-            os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask; an existing file's is not
+            if mode is not None:
+                os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask; an existing file's is not
             for chunk in [data] if isinstance(data, bytes) else data:
                 view = memoryview(chunk)
                 while view:
@@ -350,7 +349,7 @@ class PlanStore:
         """One task's whole state (and, when it just completed, its output text)."""
         line = '{"task": ' + encode(task).decode("utf-8")
         if output is not None:
-            line += ', "output": ' + json.dumps(output, ensure_ascii=False)
+            line += ', "output": ' + msgspec.json.encode(output).decode("utf-8")
         return line + "}\n"
 
     def wants_compaction(self, extra_bytes: int) -> bool:
@@ -475,7 +474,7 @@ class PlanStore:
     def _write_output_file(self, path: Path, text: str, fsync: bool = True) -> None:
         try:
             self._ensure_tasks_dir()
-            _replace_atomically(path, text.encode("utf-8"), fsync)
+            _replace_atomically(path, text.encode("utf-8"), fsync, keep_mode=False)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
