@@ -8,11 +8,12 @@ Guarantees:
   old or the new version, never a mix, and never truncated.
 * **Outputs with state.** The journal line that marks a task completed carries
   the task's output text, and one fsync of the journal makes both durable at
-  once (``PlanStore.commit``); the output file itself is written (atomically,
-  temp file + rename) just before that line, without an fsync of its own. So a
-  completed task never lacks its output: after a power cut the output file may
-  be missing or stale, and the next ``rad craft`` rewrites it from the journal
-  (at the compaction that starts every run) before any task reads it. Before a compaction drops the
+  once (``PlanStore.commit``); the output file itself is written just before
+  that line (created in place when new, replaced by temp file + rename when it
+  exists), without an fsync of its own. So a completed task never lacks its
+  output: after a power cut the output file may be missing, torn or stale, and
+  the next ``rad craft`` rewrites it from the journal (at the compaction that
+  starts every run) before any task reads it. Before a compaction drops the
   journal, every output written since the last one is fsynced (with its
   directory): the manifest never says "completed" for an output that is not
   durable on its own. Tasks that complete together share one journal fsync.
@@ -412,7 +413,7 @@ class PlanStore:
 
         The journal lines of completed tasks carry their outputs (``journal_line``),
         so the journal's one fsync makes outputs and states durable together; the
-        output files are written first (temp file + rename: never torn) and fsynced
+        output files are written first (``_write_output_file``) and fsynced
         later, at the next compaction, before the journal that backs them is
         dropped. Raises ``CheckpointWriteError``.
         """
@@ -472,9 +473,36 @@ class PlanStore:
         self._unsynced_outputs = []
 
     def _write_output_file(self, path: Path, text: str, fsync: bool = True) -> None:
+        """A new output file is created in place, an existing one replaced atomically.
+
+        A new file has no old content to protect, and it is torn only by a
+        crash before its journal line (the task did not complete and will
+        rewrite it) or by a power cut after (the next run rewrites it from the
+        journal before any task reads it); in place saves a rename per task. An
+        existing file (a re-run) is replaced by temp file + rename, so a
+        completed task's output is never torn.
+        """
+        data = text.encode("utf-8")
         try:
             self._ensure_tasks_dir()
-            _replace_atomically(path, text.encode("utf-8"), fsync, keep_mode=False)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+            except FileExistsError:
+                _replace_atomically(path, data, fsync, keep_mode=False)
+                return
+            try:
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if fsync:
+                        os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
