@@ -90,12 +90,7 @@ def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool
         try:
             if mode is not None:
                 os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask; an existing file's is not
-            for chunk in [data] if isinstance(data, bytes) else data:
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(fd, view):]
-            if fsync:
-                os.fsync(fd)
+            _write_all(fd, data, fsync)
         finally:
             os.close(fd)
         os.replace(tmp_name, path)
@@ -103,6 +98,16 @@ def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+def _write_all(fd: int, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
+    """Write every byte (``os.write`` may write less than asked), then fsync if asked."""
+    for chunk in [data] if isinstance(data, bytes) else data:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view):]
+    if fsync:
+        os.fsync(fd)
 
 
 _LIBC_SYNCFS: list = []
@@ -492,11 +497,7 @@ class PlanStore:
                 return
             try:
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view):]
-                    if fsync:
-                        os.fsync(fd)
+                    _write_all(fd, data, fsync)
                 finally:
                     os.close(fd)
             except BaseException:
@@ -520,11 +521,7 @@ class PlanStore:
                 if created and durable:
                     fsync_directory(self.journal_path.parent)
             data = text.encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._journal_fd, view):]
-            if durable:
-                os.fsync(self._journal_fd)
+            _write_all(self._journal_fd, data, durable)
         except OSError as exc:
             self._close_journal()
             raise self._write_error(self.journal_path, exc) from None
@@ -636,9 +633,7 @@ class PlanStore:
             self._ensure_tasks_dir()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
             try:
-                view = memoryview(text.encode("utf-8"))
-                while view:
-                    view = view[os.write(fd, view):]
+                _write_all(fd, text.encode("utf-8"), fsync=False)
             finally:
                 os.close(fd)
         except OSError:
