@@ -318,3 +318,72 @@ def test_a_skipped_agentless_task_alone_does_not_fail_the_run(tmp_path: Path) ->
     result = run_rad("craft", "REQ-001", cwd=ws)
     assert result.returncode == 0, result.stderr
     assert "Execution finished; 1 task(s) naming no agent were skipped." in result.stdout
+
+
+# ---------------------------------------------------------------- the live bar on a terminal
+
+
+def test_on_a_terminal_lines_are_printed_in_batches_under_the_live_bar() -> None:
+    """Under a live bar every print re-renders the bar: the renderer gathers lines and prints them
+    at most ten times a second. 1,600 lines from 400 tasks emitted back to back (a real rich
+    console on a terminal, a real event loop) take a handful of prints, and none is lost."""
+    import asyncio
+    import io
+
+    from rich.console import Console
+
+    from radium.cli.output import HumanRenderer
+    from radium.events import Event
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120, record=True)
+    renderer = HumanRenderer(console, live=True)
+    prints = 0
+    original = console.print
+
+    def counting_print(*args, **kwargs):  # noqa: ANN002, ANN003
+        nonlocal prints
+        prints += 1
+        return original(*args, **kwargs)
+
+    console.print = counting_print  # type: ignore[method-assign]
+
+    async def emit_all() -> None:
+        renderer(Event("run_started", {"plan": "REQ-001", "project": "P", "mode": "continuous", "max_iterations": None,
+                                       "total_tasks": 400, "completed_tasks": 0, "parallel": 1, "resume_from": "I1.T1"}))
+        for n in range(1, 401):
+            renderer(Event("task_started", {"iteration_number": 1, "completed_tasks": n - 1, "total_tasks": 400,
+                                            "task_id": f"I1.T{n}", "elapsed_s": 0.0, "title": f"Task {n}", "agent_id": "w"}))
+            renderer(Event("task_completed", {"task_id": f"I1.T{n}", "duration_ms": 1, "attempts": 1,
+                                              "completed_tasks": n, "percent": n * 100 // 400}))
+        await asyncio.sleep(0)
+
+    asyncio.run(emit_all())
+    renderer.close()
+    text = console.export_text()
+    assert [line for line in text.splitlines() if "✓" in line] == [f"    ✓ I1.T{n} completed (0.0s)" for n in range(1, 401)]
+    assert prints < 40, prints  # one per flush (0.1 s apart); 1,600 without batching
+
+
+def test_a_line_gathered_under_the_live_bar_is_printed_without_a_further_event(tmp_path: Path) -> None:
+    """A task's start line must not wait for the next event (its model call may take minutes): the
+    gathered lines are flushed by a timer. Real CLI on a pseudo-terminal; the task takes 30 s."""
+    import pty
+    import select
+
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1"), task("I1.T2")]))
+    write_agent(ws, "writer", prompt="Do {{task_id}}.\nmock-delay-ms: 30000\n")
+    controller, terminal = pty.openpty()
+    env = {**rad_env(ws), "COLUMNS": "120", "TERM": "xterm"}
+    process = subprocess.Popen([*RAD, "craft", "REQ-001", "--yolo"], cwd=ws, env=env, stdin=terminal, stdout=terminal,
+                               stderr=terminal, close_fds=True)
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"I1.T1 Task I1.T1" not in seen:
+            ready, _, _ = select.select([controller], [], [], 20)
+            assert ready, seen.decode(errors="replace")
+            seen += os.read(controller, 65536)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+        os.close(controller)

@@ -6,11 +6,18 @@
   and an end-of-run summary. On a terminal a live rich progress bar sits below
   the lines; when piped, only plain lines are written (no cursor movement, no
   colour), and ``NO_COLOR`` is honoured by rich.
+
+While the bar is live, lines are gathered and printed together at most ten
+times a second (``FLUSH_INTERVAL_S``): each print under a live bar re-renders
+it, which cost ~2 ms a task (four lines) and made a fast run four times slower
+on a terminal than piped. A gathered line waits at most that long, so a task
+that starts a long model call still shows at once to the eye.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import click
@@ -23,6 +30,8 @@ from radium.reporting.pricing import format_cost
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
+
+FLUSH_INTERVAL_S = 0.1
 
 
 def make_console(stderr: bool = False) -> "Console":
@@ -62,6 +71,9 @@ class HumanRenderer:
         # Piped, rich would only strip styles and wrap nothing (soft wrap): write the
         # lines directly, 20x cheaper per line than laying them out with rich.
         self._plain = not self.live and not self.console.is_terminal and not self.console.record
+        self._pending: list[tuple[str, str | None]] = []
+        self._flush_at = 0.0
+        self._flush_timer = None
 
     # ----------------------------------------------------------- plumbing
 
@@ -81,8 +93,44 @@ class HumanRenderer:
             file.write(text + "\n")
             file.flush()
             return
+        if self._progress is None:
+            self.console.print(text, style=style, markup=False, highlight=False)
+            return
+        self._pending.append((text, style))
+        if time.monotonic() >= self._flush_at:
+            self._flush()
+        elif self._flush_timer is None:
+            try:
+                import asyncio
+
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (library use): nothing would flush later
+                self._flush()
+            else:
+                self._flush_timer = loop.call_at(
+                    loop.time() + (self._flush_at - time.monotonic()), self._flush
+                )
+
+    def _flush(self) -> None:
+        """Print the gathered lines as one renderable: one re-render of the live bar."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._flush_at = time.monotonic() + FLUSH_INTERVAL_S
+        if not self._pending:
+            return
+        from rich.text import Text
+
+        from rich._emoji_replace import _emoji_replace
+
+        block = Text()
+        for number, (text, style) in enumerate(self._pending):
+            if number:
+                block.append("\n")
+            block.append(_emoji_replace(text) if ":" in text else text, style=style)  # as print(str) does
+        self._pending = []
         target = self._progress.console if self._progress is not None else self.console
-        target.print(text, style=style, markup=False, highlight=False)
+        target.print(block, markup=False, highlight=False)
 
     def _start_bar(self, completed: int, total: int) -> None:
         if not self.live or self._progress is not None:
@@ -102,6 +150,7 @@ class HumanRenderer:
         self._bar = self._progress.add_task("tasks", total=total or None, completed=completed, current="")
 
     def close(self) -> None:
+        self._flush()
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
