@@ -41,8 +41,12 @@ def manifest_path(ws: Path) -> Path:
         (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "iterations"}), ["iterations", "Field required"]),
         (lambda text: text.replace('"title": "Task I1.T2",', "", 1), ["iterations[0].tasks[1].title", "Field required"]),
         (lambda text: "", ["not valid JSON"]),
+        (lambda text: _set_first_task(text, status="done"), ["iterations[0].tasks[0].status", "'done'", "pending, in_progress"]),
+        (lambda text: json.dumps({**json.loads(text), "requirement_id": {"number": -3}}), ["requirement_id.number", ">= 0", "got -3"]),
+        (lambda text: _set_first_task(text, completed="yes"), ["iterations[0].tasks[0].completed", "Expected bool"]),
     ],
-    ids=["truncated", "wrong-type-number", "wrong-type-name", "missing-iterations", "missing-title", "empty"],
+    ids=["truncated", "wrong-type-number", "wrong-type-name", "missing-iterations", "missing-title", "empty",
+         "unknown-status", "negative-requirement", "completed-not-a-bool"],
 )
 def test_malformed_manifest(tmp_path: Path, mutate, fragments) -> None:
     ws = make_workspace(tmp_path / "ws", BASE)
@@ -52,6 +56,19 @@ def test_malformed_manifest(tmp_path: Path, mutate, fragments) -> None:
     result = run_rad("craft", "REQ-001", cwd=ws)
     assert_one_error_line(result, *fragments)
     assert path.read_bytes() == before
+
+
+def test_a_null_status_is_read_as_absent(tmp_path: Path) -> None:
+    """``"status": null`` (a hand edit) means "derive it": pending, or completed when ``completed`` is true."""
+    plan = manifest([task("I1.T1", completed=True, status=None, output_path="artifacts/tasks/I1.T1.md"),
+                     task("I1.T2", status=None, deps=["I1.T1"])])
+    ws = make_workspace(tmp_path / "ws", plan)
+    (plan_dir(ws) / "artifacts" / "tasks").mkdir(parents=True)
+    (plan_dir(ws) / "artifacts" / "tasks" / "I1.T1.md").write_text("first\n")
+    result = run_rad("craft", "REQ-001", "--json", cwd=ws)
+    assert result.returncode == 0, result.stderr
+    started = [e["task_id"] for e in map(json.loads, result.stdout.splitlines()) if e["event"] == "task_started"]
+    assert started == ["I1.T2"]
 
 
 def test_unknown_agent(tmp_path: Path) -> None:

@@ -227,3 +227,74 @@ def test_second_ctrl_c_while_stopping_changes_nothing(tmp_path: Path) -> None:
     state = tasks_by_id(check_invariants(ws))
     assert [state[f"I1.T{n}"]["status"] for n in range(1, 4)] == ["pending"] * 3
     assert "Returned to pending: I1.T1, I1.T2, I1.T3" in stdout
+
+
+def test_a_journal_whose_first_line_was_torn_is_compacted_away_before_the_run_appends(tmp_path: Path) -> None:
+    """A crash mid-way through a journal's first line leaves a header and a fragment. The next run must
+    not append after the fragment (a reader stops at the first bad line, so every later line, each
+    an acknowledged completion, would be lost after the next kill): it compacts first."""
+    import hashlib
+
+    from radium.store import PlanStore
+
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1")], [task("I2.T1", agent="fast"), task("I2.T2")]))
+    write_agent(ws, "fast", prompt="Do {{task_id}}.\n")
+    assert run_rad("craft", "REQ-001", "--iterations", "1", cwd=ws).returncode == 0
+    write_agent(ws, "writer", prompt="Do {{task_id}}.\nmock-delay-ms: 30000\n")  # I2.T2 will still be running
+    plan = plan_dir(ws) / "plan"
+    sha = hashlib.sha256((plan / "plan_manifest.json").read_bytes()).hexdigest()
+    assert (plan / ".plan_manifest.json.sha256").read_text().strip() == sha  # the file is as the store wrote it
+    (plan / "plan_manifest.journal").write_text(json.dumps({"journal": 1, "manifest_sha256": sha}) + '\n{"task": {"id": "I2')
+    process = popen_rad("craft", "REQ-001", "--yolo", "--json", cwd=ws)
+    wait_for_event(process, "task_completed")
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+    process.stderr.close()
+    state = {t.id: t for _, t in PlanStore(plan_dir(ws)).load().tasks()}
+    assert state["I2.T1"].completed, "an acknowledged completion was lost"
+
+
+def test_the_save_after_a_cancellation_waits_for_a_compaction_already_writing(tmp_path: Path) -> None:
+    """A compaction running in the checkpoint writer thread is not stopped by Ctrl+C; the save that
+    follows the cancellation must land after it, never under it (an older state would win).
+    In-process, real store and files; the writer is held at its start (by a prompt copy it must wait
+    for) until the cancellation's save is under way."""
+    import asyncio
+    import threading
+
+    from radium.planning.checkpoints import Checkpointer
+    from radium.store import PlanStore
+
+    ws = make_workspace(tmp_path / "ws", manifest([task("I1.T1"), task("I1.T2")]))
+    store = PlanStore(plan_dir(ws))
+    loaded = store.load()
+    held, release = threading.Event(), threading.Event()
+    write_prompt_file = store._write_prompt_file
+
+    def held_prompt_copy(path: Path, text: str) -> None:
+        held.set()
+        release.wait(30)
+        write_prompt_file(path, text)
+
+    store._write_prompt_file = held_prompt_copy  # type: ignore[method-assign]
+    store.write_prompt("I1.T1", "a prompt")
+    assert held.wait(30)
+    checkpoints = Checkpointer(store)
+
+    async def cancelled_compaction() -> None:
+        loaded.iterations[0].tasks[0].title = "older state"
+        save = asyncio.create_task(checkpoints.save(loaded, final=True))  # not inline: the writer thread
+        await asyncio.sleep(0)
+        while checkpoints._in_flight is None or not checkpoints._in_flight.running():
+            await asyncio.sleep(0.001)
+        save.cancel()
+
+    asyncio.run(cancelled_compaction())
+    loaded.iterations[0].tasks[0].title = "newer state"
+    # Released shortly after save_now starts: correct code passes whenever it happens (save_now waits
+    # for the writer); the delay only gives the old bug (save_now not waiting) room to show.
+    threading.Thread(target=lambda: (time.sleep(0.05), release.set())).start()
+    checkpoints.save_now(loaded)
+    checkpoints._writer.shutdown(wait=True)  # whatever the writer thread still had to do is done
+    assert PlanStore(plan_dir(ws)).load().iterations[0].tasks[0].title == "newer state"

@@ -86,6 +86,17 @@ def test_an_output_file_linked_outside_the_artifacts_is_not_read(tmp_path: Path)
     assert "PRIVATE-KEY-MATERIAL" not in (plan_dir(ws) / "artifacts" / "tasks" / "I1.T2.prompt.md").read_text()
 
 
+def test_a_fifo_planted_as_an_output_does_not_hang_the_run(tmp_path: Path) -> None:
+    """An output file that is a FIFO is not read (opening it for reading would block forever)."""
+    done = task("I1.T1", completed=True, status="completed", output_path="artifacts/tasks/I1.T1.md")
+    ws = make_workspace(tmp_path / "ws", manifest([done, task("I1.T2", deps=["I1.T1"])]))
+    (plan_dir(ws) / "artifacts" / "tasks").mkdir(parents=True)
+    os.mkfifo(plan_dir(ws) / "artifacts" / "tasks" / "I1.T1.md")
+    result = run_rad("craft", "REQ-001", cwd=ws, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert (plan_dir(ws) / "artifacts" / "tasks" / "I1.T2.md").is_file()
+
+
 # ---------------------------------------------------------------- imports and AGENTS.md
 
 

@@ -161,5 +161,11 @@ def test_the_streamed_manifest_is_the_whole_text_byte_for_byte(batch: int, snaps
         [task("I3.T1")],
     )
     data["top_level_key"] = {"x": None}
-    loaded = from_data(PlanManifest, data)
-    assert b"".join(render_pieces(manifest_pieces(loaded, batch, snapshot=snapshot))) == to_json_bytes(loaded)
+    tricky = manifest([task("I1.T1", title="__radium_chunk__")], [task("I2.T1")])  # a value that is the mark
+    tricky["iterations"][1]["goal"] = "__radium_chunk__"
+    tricky_top = manifest([task("I1.T1")], project="__radium_chunk__")
+    for case in (data, tricky, tricky_top, manifest()):
+        loaded = from_data(PlanManifest, case)
+        streamed = b"".join(render_pieces(manifest_pieces(loaded, batch, snapshot=snapshot)))
+        assert streamed == to_json_bytes(loaded)
+        assert from_data(PlanManifest, json.loads(streamed)) == loaded

@@ -26,13 +26,15 @@ from radium.models import (
     EXTRAS_KEY,
     AttemptRecord,
     Iteration,
+    ManifestModel,
     PlanManifest,
     PlanMetadata,
+    PlanStatus,
     PlanTask,
     RequirementId,
     TaskErrorRecord,
+    TaskStatus,
     TokenUsage,
-    ManifestModel,
 )
 
 _EXTRAS_MARK = f'"{EXTRAS_KEY}"'.encode()
@@ -100,17 +102,21 @@ def manifest_pieces(manifest: PlanManifest, batch: int = 1000, *, snapshot: bool
     """
     top = to_data(msgspec.structs.replace(manifest, iterations=[]))
     top["iterations"] = [_CHUNK_MARK]
-    head, indent, tail = _split_at_mark(_pretty(top), b"")
+    split = _split_at_mark(_pretty(top), b"") if manifest.iterations else None
+    if split is None:  # no iterations, or a value that is the mark itself: not worth streaming
+        return [to_json_bytes(manifest)]
+    head, indent, tail = split
     pieces: list[_Piece] = [head]
     for number, iteration in enumerate(manifest.iterations):
         if number:
             pieces.append(b",\n")
-        if not iteration.tasks:
-            pieces.append(indent + encode_pretty(iteration).replace(b"\n", b"\n" + indent))
-            continue
         shell = to_data(msgspec.structs.replace(iteration, tasks=[]))
         shell["tasks"] = [_CHUNK_MARK]
-        iteration_head, task_indent, iteration_tail = _split_at_mark(_pretty(shell), indent)
+        split = _split_at_mark(_pretty(shell), indent) if iteration.tasks else None
+        if split is None:
+            pieces.append(indent + encode_pretty(iteration).replace(b"\n", b"\n" + indent))
+            continue
+        iteration_head, task_indent, iteration_tail = split
         pieces.append(iteration_head)
         for start in range(0, len(iteration.tasks), batch):
             if start:
@@ -158,10 +164,19 @@ def _encode_value(value: Any) -> bytes:
     return raw
 
 
-def _split_at_mark(pretty: bytes, indent: bytes) -> tuple[bytes, bytes, bytes]:
-    """Indent ``pretty`` by ``indent``; split it around the line holding ``_CHUNK_MARK``: (before, its indent, after)."""
+_ENCODED_MARK = _ENCODER.encode(_CHUNK_MARK)
+
+
+def _split_at_mark(pretty: bytes, indent: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """Indent ``pretty`` by ``indent``; split it around the line holding ``_CHUNK_MARK``: (before, its indent, after).
+
+    None when the mark is there more than once (some string in the file is the mark itself):
+    the split would be ambiguous, and the caller encodes that part whole.
+    """
+    if pretty.count(_ENCODED_MARK) != 1:
+        return None
     text = indent + pretty.replace(b"\n", b"\n" + indent)
-    mark = _ENCODER.encode(_CHUNK_MARK)
+    mark = _ENCODED_MARK
     at = text.index(mark)
     line_start = text.rindex(b"\n", 0, at) + 1
     return text[:line_start], text[line_start:at], text[at + len(mark) :]
@@ -221,7 +236,7 @@ def from_data(cls: type[ModelT], data: Any) -> ModelT:
         prepared = _prepare(cls, data, "")
         return msgspec.convert(prepared, cls)
     except msgspec.ValidationError as exc:
-        raise _model_error(str(exc)) from None
+        raise _model_error(str(exc), data) from None
 
 
 def _prepare(cls: type, data: Any, location: str) -> Any:
@@ -245,6 +260,8 @@ def _prepare(cls: type, data: Any, location: str) -> Any:
             value = _prepare(inner, value, f"{location}.{key}")
         elif value is None and key in ("dependencies", "acceptance_criteria"):
             value = []
+        elif value is None and key == "status":
+            continue  # the default (a task's is then derived from ``completed``), as before
         prepared[key] = value
     if extras:
         prepared[EXTRAS_KEY] = extras
@@ -266,15 +283,47 @@ def _requirement_id(value: Any, location: str) -> Any:
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
 
 
-def _model_error(message: str) -> ModelError:
-    """msgspec's ``Expected `int`, got `str` - at `$.iterations[0].number``` as a ModelError."""
+_STATUS_VALUES = {
+    "a task": ", ".join(status.value for status in TaskStatus),
+    "an iteration": ", ".join(status.value for status in PlanStatus),
+}
+_PATH_PART = re.compile(r"\.?([^.\[]+)|\[(\d+)\]")
+
+
+def _model_error(message: str, data: Any = None) -> ModelError:
+    """msgspec's ``Expected `int`, got `str` - at `$.iterations[0].number``` as a ModelError.
+
+    Says what was found where msgspec does not (``Expected int >= 0`` gets
+    ``, got -1``) and lists the allowed values of a status.
+    """
     problem, _, where = message.partition(" - at `$")
     location = where.rstrip("`").lstrip(".")
     missing = _MISSING.match(problem)
+    problem = problem.replace("`", "")
     if missing:
         location = f"{location}.{missing.group(1)}".lstrip(".")
         problem = "Field required"  # as pydantic says it for agent files
-    return ModelError(location, problem.replace("`", ""))
+    elif problem.startswith("Invalid enum value") and location.endswith("status"):
+        kind = "a task" if ".tasks[" in location else "an iteration"
+        problem += f" ({kind} status is one of: {_STATUS_VALUES[kind]})"
+    elif problem.startswith("Expected") and ", got" not in problem:
+        found = _value_at(data, location)
+        if found is not _NOT_FOUND:
+            problem += f", got {found!r}"
+    return ModelError(location, problem)
+
+
+_NOT_FOUND = object()
+
+
+def _value_at(data: Any, location: str) -> Any:
+    """The value at ``iterations[0].tasks[2].number`` in plain data, or ``_NOT_FOUND``."""
+    for name, index in _PATH_PART.findall(location):
+        try:
+            data = data[int(index)] if index else data[name]
+        except (KeyError, IndexError, TypeError):
+            return _NOT_FOUND
+    return data
 
 
 def extras_of(obj: ManifestModel) -> dict[str, Any]:

@@ -70,21 +70,19 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
         fsync_directory(directory)
 
 
-def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool, keep_mode: bool = True) -> None:
+def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
     """Temp file beside ``path`` (fsynced if asked), renamed over it; the directory is not fsynced.
 
-    ``data`` may come in pieces (a compaction streams the manifest).
-    ``keep_mode`` gives the new file the old one's permissions (a ``stat``
-    that fails for a new file: task outputs skip it, they are new files).
+    ``data`` may come in pieces (a compaction streams the manifest). The new
+    file keeps the old one's permissions.
     """
     # One name per process and thread: no two writers share a temp file, and
     # no random-name retry loop (mkstemp) on the hot path. ``.*.tmp`` names
     # are what ``remove_stale_temp_files`` cleans up after a kill.
     tmp_name = f"{path.parent}/.{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
     mode = None
-    if keep_mode:
-        with contextlib.suppress(OSError):
-            mode = path.stat().st_mode & 0o777
+    with contextlib.suppress(OSError):
+        mode = path.stat().st_mode & 0o777
     fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
         try:
@@ -98,6 +96,10 @@ def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
         raise
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+"""``O_NONBLOCK``: a FIFO planted as an output must not hang the run (no effect on regular files)."""
 
 
 def _write_all(fd: int, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
@@ -339,7 +341,9 @@ class PlanStore:
                 written = self.written_hash_path.read_text(encoding="ascii").strip()
             except OSError:
                 written = ""
-            self.compact_first = written != self._manifest_sha256
+            # A journal that replayed nothing (a header, or a first line torn by a crash) must go
+            # too: lines appended after a torn one would never be read back.
+            self.compact_first = written != self._manifest_sha256 or self.journal_path.exists()
         with contextlib.suppress(OSError):
             self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
         return manifest
@@ -374,8 +378,8 @@ class PlanStore:
                 size += len(chunk)
                 yield chunk
 
-        self.wait_for_prompt_copies()
         with self._write_lock:
+            self.wait_for_prompt_copies()  # inside the lock: a write waiting here must not fall behind a later one
             try:
                 self._sync_outputs()
             except OSError as exc:
@@ -493,7 +497,7 @@ class PlanStore:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
             except FileExistsError:
-                _replace_atomically(path, data, fsync, keep_mode=False)
+                _replace_atomically(path, data, fsync)
                 return
             try:
                 try:
@@ -663,9 +667,9 @@ class PlanStore:
             if path.parent == self.tasks_dir:
                 # The usual case, checked without resolving every component per read:
                 # the directory was resolved once, and O_NOFOLLOW refuses a symlinked file.
-                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW)
             elif path.resolve().is_relative_to(self._tasks_dir_resolved):
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(path, _READ_FLAGS)
             else:
                 return None
             with open(fd, "rb") as file:
