@@ -252,6 +252,9 @@ def test_written_files_keep_ordinary_permissions(tmp_path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask  # a new one gets the umask's
+    os.chmod(output, 0o600)
+    assert run_rad("craft", "REQ-001", "--restart", cwd=ws).returncode == 0  # re-runs: the output is replaced
+    assert "I1.T1" in output.read_text() and stat.S_IMODE(output.stat().st_mode) == 0o600  # and keeps its mode
 
 
 def test_task_ids_cannot_address_files_outside_the_plan(tmp_path: Path) -> None:
