@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from radium.engines import ENGINE_NAMES, EngineSettings, canonical_engine_name
 from radium.errors import InvalidDataError, register_secret_variable
-from radium.store import format_validation_error
+from radium.files import format_validation_error
 from radium.workspace import Workspace, load_toml
 
 _KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable
 
 from radium.errors import CheckpointWriteError, PlanLockedError
-from radium.store import atomic_write_text
+from radium.files import atomic_write_text
 
 
 class PlanLock:

@@ -1,11 +1,11 @@
-"""Persistence: every byte Radium writes to disk goes through this module.
+"""Persistence of a plan: what is written when (the file primitives are ``radium.files``).
 
 Guarantees:
 
-* **Atomic replacement.** ``atomic_write_text`` writes a temporary file in the
-  target's directory, flushes and fsyncs it, renames it over the target and
-  fsyncs the directory. After a crash at any instant the target is either the
-  old or the new version, never a mix, and never truncated.
+* **Atomic replacement.** The manifest, ``plan.json`` and any existing file are
+  replaced by ``radium.files.replace_atomically`` (temp file, fsync, rename,
+  directory fsync for the manifest). After a crash at any instant the target
+  is either the old or the new version, never a mix, and never truncated.
 * **Outputs with state.** The journal line that marks a task completed carries
   the task's output text, and one fsync of the journal makes both durable at
   once (``PlanStore.commit``); the output file itself is written just before
@@ -42,175 +42,24 @@ import msgspec
 
 from radium.codec import ModelError, encode, from_data, from_json, manifest_pieces, render_pieces, to_json
 from radium.errors import CheckpointWriteError, InvalidDataError
+from radium.files import (
+    READ_FLAGS,
+    atomic_write_text,
+    fsync_directory,
+    read_json,
+    replace_atomically,
+    syncfs,
+    write_all,
+)
 from radium.journal import apply_journal, journal_path_for
 from radium.models import PlanManifest, PlanMetadata, PlanTask
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from radium.lock import PlanLock
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
 TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
 _TASKS_POSIX = TASK_ARTIFACTS_RELATIVE.as_posix()
-
-
-def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace ``path`` with ``text`` atomically (raises ``OSError``).
-
-    The replacement is always atomic: readers and crashes see the old or the
-    new file. ``durable`` adds the fsyncs (file, then directory) that make it
-    survive a power cut too; it is skipped for files whose loss only costs a
-    re-run (an ``in_progress`` mark, a prompt copy, ``plan.json``'s summary),
-    because each fsync costs milliseconds on every task.
-    """
-    directory = path.parent
-    _replace_atomically(path, text.encode("utf-8"), durable)
-    if durable:
-        fsync_directory(directory)
-
-
-def _replace_atomically(path: Path, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
-    """Temp file beside ``path`` (fsynced if asked), renamed over it; the directory is not fsynced.
-
-    ``data`` may come in pieces (a compaction streams the manifest). The new
-    file keeps the old one's permissions.
-    """
-    # One name per process and thread: no two writers share a temp file, and
-    # no random-name retry loop (mkstemp) on the hot path. ``.*.tmp`` names
-    # are what ``remove_stale_temp_files`` cleans up after a kill.
-    tmp_name = f"{path.parent}/.{path.name}.{os.getpid()}-{threading.get_ident()}.tmp"
-    mode = None
-    with contextlib.suppress(OSError):
-        mode = path.stat().st_mode & 0o777
-    fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        try:
-            if mode is not None:
-                os.fchmod(fd, mode)  # O_CREAT's mode is filtered by the umask; an existing file's is not
-            _write_all(fd, data, fsync)
-        finally:
-            os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-
-
-_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-"""``O_NONBLOCK``: a FIFO planted as an output must not hang the run (no effect on regular files)."""
-
-
-def _write_all(fd: int, data: "bytes | Iterable[bytes]", fsync: bool) -> None:
-    """Write every byte (``os.write`` may write less than asked), then fsync if asked."""
-    for chunk in [data] if isinstance(data, bytes) else data:
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view):]
-    if fsync:
-        os.fsync(fd)
-
-
-_LIBC_SYNCFS: list = []
-
-
-def _syncfs(directory: Path) -> bool:
-    """``syncfs(2)`` on ``directory``'s file system (every file's data and metadata); False where unavailable."""
-    if not _LIBC_SYNCFS:
-        function = None
-        try:
-            import ctypes
-            import ctypes.util
-
-            function = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).syncfs
-        except (OSError, AttributeError, ImportError):
-            pass
-        _LIBC_SYNCFS.append(function)
-    function = _LIBC_SYNCFS[0]
-    if function is None:
-        return False
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        return function(fd) == 0
-    finally:
-        os.close(fd)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make renames and creations in ``directory`` durable (best effort where unsupported)."""
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def format_validation_error(path: Path, error: ValidationError, prefix: str = "") -> str:
-    """``<file>: iterations[0].tasks[2].title: Field required`` (first problem, plus a count).
-
-    ``prefix`` names the table the data came from (``agent`` for an agent file's ``[agent]``).
-    """
-    problems = error.errors()
-    first = problems[0]
-    location = prefix
-    for part in first["loc"]:
-        location += f"[{part}]" if isinstance(part, int) else (f".{part}" if location else str(part))
-    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-    return f"{path}: {location or 'top level'}: {first['msg']}{more}"
-
-
-def read_json(path: Path, what: str) -> object:
-    """Parse a JSON file; a missing or malformed file is an ``InvalidDataError`` naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidDataError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise InvalidDataError(f"cannot read {what} {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidDataError(
-            f"{path}: not UTF-8 text (byte {exc.start})", hint=f"save the {what} as UTF-8 or restore it"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidDataError(
-            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
-            hint=f"fix or restore the {what}",
-        ) from None
-    except RecursionError:
-        data = None
-    if data is None or _deeper_than(data, MAX_JSON_DEPTH):
-        # Deeper data could not be written back (serializers have depth limits): refuse it now.
-        raise InvalidDataError(
-            f"{path}: JSON nested too deeply to be a {what} (more than {MAX_JSON_DEPTH} levels)",
-            hint=f"fix or restore the {what}",
-        )
-    return data
-
-
-MAX_JSON_DEPTH = 64
-"""A manifest is about six levels deep; unknown keys may add some, not hundreds."""
-
-
-def _deeper_than(data: object, limit: int) -> bool:
-    """Whether JSON data nests containers more than ``limit`` levels (iterative, no recursion)."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(value, dict):
-            stack.extend((child, depth + 1) for child in value.values() if isinstance(child, (dict, list)))
-        elif isinstance(value, list):
-            stack.extend((child, depth + 1) for child in value if isinstance(child, (dict, list)))
-    return False
 
 
 def load_manifest(path: Path, raw: bytes | None = None) -> PlanManifest:
@@ -385,7 +234,7 @@ class PlanStore:
             except OSError as exc:
                 raise CheckpointWriteError(f"cannot sync task outputs in {self.tasks_dir}: {exc.strerror or exc}") from None
             try:
-                _replace_atomically(self.manifest_path, hashed([content] if isinstance(content, bytes) else content), durable)
+                replace_atomically(self.manifest_path, hashed([content] if isinstance(content, bytes) else content), durable)
                 if durable:
                     fsync_directory(self.manifest_path.parent)
             except OSError as exc:
@@ -466,7 +315,7 @@ class PlanStore:
         self._journal_outputs = {}
         if not self._unsynced_outputs:
             return
-        if len(self._unsynced_outputs) > 8 and _syncfs(self.tasks_dir):
+        if len(self._unsynced_outputs) > 8 and syncfs(self.tasks_dir):
             self._unsynced_outputs = []  # one flush of the file system: cheaper than an fsync per file
             return
         for path in self._unsynced_outputs:
@@ -497,11 +346,11 @@ class PlanStore:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
             except FileExistsError:
-                _replace_atomically(path, data, fsync)
+                replace_atomically(path, data, fsync)
                 return
             try:
                 try:
-                    _write_all(fd, data, fsync)
+                    write_all(fd, data, fsync)
                 finally:
                     os.close(fd)
             except BaseException:
@@ -525,7 +374,7 @@ class PlanStore:
                 if created and durable:
                     fsync_directory(self.journal_path.parent)
             data = text.encode("utf-8")
-            _write_all(self._journal_fd, data, durable)
+            write_all(self._journal_fd, data, durable)
         except OSError as exc:
             self._close_journal()
             raise self._write_error(self.journal_path, exc) from None
@@ -637,7 +486,7 @@ class PlanStore:
             self._ensure_tasks_dir()
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
             try:
-                _write_all(fd, text.encode("utf-8"), fsync=False)
+                write_all(fd, text.encode("utf-8"), fsync=False)
             finally:
                 os.close(fd)
         except OSError:
@@ -667,9 +516,9 @@ class PlanStore:
             if path.parent == self.tasks_dir:
                 # The usual case, checked without resolving every component per read:
                 # the directory was resolved once, and O_NOFOLLOW refuses a symlinked file.
-                fd = os.open(path, _READ_FLAGS | os.O_NOFOLLOW)
+                fd = os.open(path, READ_FLAGS | os.O_NOFOLLOW)
             elif path.resolve().is_relative_to(self._tasks_dir_resolved):
-                fd = os.open(path, _READ_FLAGS)
+                fd = os.open(path, READ_FLAGS)
             else:
                 return None
             with open(fd, "rb") as file:

@@ -22,7 +22,8 @@ from typing import Any
 
 from radium.errors import InvalidDataError, PlanNotFoundError, WorkspaceNotFoundError
 from radium.models import PlanMetadata
-from radium.store import MANIFEST_RELATIVE, PlanStore, atomic_write_text, load_metadata
+from radium.files import atomic_write_text
+from radium.store import MANIFEST_RELATIVE, PlanStore, load_metadata
 
 STAGES: tuple[str, ...] = ("backlog", "development", "review", "testing", "docs")
 WORKSPACE_ENV = "RADIUM_WORKSPACE"

@@ -54,7 +54,7 @@ def init(directory: Path) -> None:
     (mock engine, offline), prompts/example.md and plan.md. Existing files are
     never overwritten; running it again changes nothing.
     """
-    from radium.store import atomic_write_text
+    from radium.files import atomic_write_text
     from radium.workspace import Workspace
 
     workspace, created = Workspace.init(directory)

@@ -64,7 +64,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from radium.errors import InvalidDataError
 from radium.codec import ModelError, extras_of, from_data
 from radium.models import Iteration, PlanManifest, PlanStatus, PlanTask, RequirementId, TaskStatus
-from radium.store import format_validation_error
+from radium.files import format_validation_error
 
 FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-format.md"
 
