@@ -270,14 +270,14 @@ def test_the_save_after_a_cancellation_waits_for_a_compaction_already_writing(tm
     store = PlanStore(plan_dir(ws))
     loaded = store.load()
     held, release = threading.Event(), threading.Event()
-    write_prompt_file = store._write_prompt_file
+    write_prompt_file = store.artifacts._write_prompt_file
 
     def held_prompt_copy(path: Path, text: str) -> None:
         held.set()
         release.wait(30)
         write_prompt_file(path, text)
 
-    store._write_prompt_file = held_prompt_copy  # type: ignore[method-assign]
+    store.artifacts._write_prompt_file = held_prompt_copy  # type: ignore[method-assign]
     store.write_prompt("I1.T1", "a prompt")
     assert held.wait(30)
     checkpoints = Checkpointer(store)

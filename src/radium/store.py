@@ -31,24 +31,21 @@ import contextlib
 import hashlib
 import json
 import os
-import stat
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 import msgspec
 
+from radium.artifacts import TaskArtifacts
 from radium.codec import ModelError, encode, from_data, from_json, manifest_pieces, render_pieces, to_json
 from radium.errors import CheckpointWriteError, InvalidDataError
 from radium.files import (
-    READ_FLAGS,
     atomic_write_text,
     fsync_directory,
     read_json,
     replace_atomically,
-    syncfs,
     write_all,
 )
 from radium.journal import apply_journal, journal_path_for
@@ -58,8 +55,6 @@ if TYPE_CHECKING:
     from radium.lock import PlanLock
 
 MANIFEST_RELATIVE = Path("plan") / "plan_manifest.json"
-TASK_ARTIFACTS_RELATIVE = Path("artifacts") / "tasks"
-_TASKS_POSIX = TASK_ARTIFACTS_RELATIVE.as_posix()
 
 
 def load_manifest(path: Path, raw: bytes | None = None) -> PlanManifest:
@@ -126,12 +121,13 @@ class PlanStore:
         self.manifest_path = manifest_path or plan_dir / MANIFEST_RELATIVE
         self.journal_path = journal_path_for(self.manifest_path)
         self.metadata_path = plan_dir / "plan.json"
-        self.tasks_dir = plan_dir / TASK_ARTIFACTS_RELATIVE
+        self.artifacts = TaskArtifacts(plan_dir)
+        """The task outputs and prompt copies (names, writes, reads); the methods below forward to it."""
+        self.tasks_dir = self.artifacts.tasks_dir
         self._write_lock = threading.Lock()
         self._metadata: PlanMetadata | None = None
         self._metadata_synced = float("-inf")
         self._metadata_interval = 1.0
-        self._tasks_dir_ready = False
         self._journal_bytes = 0
         self._journal_fd: int | None = None
         self._journal_outputs: dict[Path, str] = {}
@@ -140,9 +136,6 @@ class PlanStore:
         """Output files written since the last compaction, not yet fsynced (their journal lines hold them)."""
         self._manifest_bytes = 0
         self._manifest_sha256: str | None = None
-        self._tasks_dir_resolved: Path | None = None
-        self._prompt_writer: ThreadPoolExecutor | None = None
-        self._last_prompt_write: Future[None] | None = None
         self.compact_first = True
         """False only when ``load`` found the manifest exactly as this store last wrote it (its hash is
         in ``written_hash_path``) and no journal: a run may then start with a journal line. Otherwise it
@@ -228,7 +221,7 @@ class PlanStore:
                 yield chunk
 
         with self._write_lock:
-            self.wait_for_prompt_copies()  # inside the lock: a write waiting here must not fall behind a later one
+            self.artifacts.wait_for_prompt_copies()  # inside the lock: a write waiting here must not fall behind a later one
             try:
                 self._sync_outputs()
             except OSError as exc:
@@ -288,14 +281,6 @@ class PlanStore:
             self.saves += 1
             self._write_metadata(metadata_text)
 
-    def _ensure_tasks_dir(self) -> None:
-        if not self._tasks_dir_ready:
-            if not self.tasks_dir.is_dir():
-                self.tasks_dir.mkdir(parents=True, exist_ok=True)
-                fsync_directory(self.tasks_dir.parent)  # artifacts/ holds the new tasks/
-                fsync_directory(self.plan_dir)  # and may itself be new
-            self._tasks_dir_ready = True
-
     def _sync_outputs(self) -> None:
         """Make every output the journal backs durable on its own, before a compaction drops the journal.
 
@@ -313,50 +298,12 @@ class PlanStore:
             self._write_output_file(path, text, fsync=True)
             self._unsynced_outputs.append(path)  # its rename needs the directory fsync below
         self._journal_outputs = {}
-        if not self._unsynced_outputs:
-            return
-        if len(self._unsynced_outputs) > 8 and syncfs(self.tasks_dir):
-            self._unsynced_outputs = []  # one flush of the file system: cheaper than an fsync per file
-            return
-        for path in self._unsynced_outputs:
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except FileNotFoundError:
-                continue  # replaced since (a re-run); its newer write is in the list too
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fsync_directory(self.tasks_dir)
+        self.artifacts.make_durable(self._unsynced_outputs)
         self._unsynced_outputs = []
 
     def _write_output_file(self, path: Path, text: str, fsync: bool = True) -> None:
-        """A new output file is created in place, an existing one replaced atomically.
-
-        A new file has no old content to protect, and it is torn only by a
-        crash before its journal line (the task did not complete and will
-        rewrite it) or by a power cut after (the next run rewrites it from the
-        journal before any task reads it); in place saves a rename per task. An
-        existing file (a re-run) is replaced by temp file + rename, so a
-        completed task's output is never torn.
-        """
-        data = text.encode("utf-8")
         try:
-            self._ensure_tasks_dir()
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-            except FileExistsError:
-                replace_atomically(path, data, fsync)
-                return
-            try:
-                try:
-                    write_all(fd, data, fsync)
-                finally:
-                    os.close(fd)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                raise
+            self.artifacts.write_output(path, text, fsync)
         except OSError as exc:
             raise CheckpointWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
@@ -426,17 +373,13 @@ class PlanStore:
     # ------------------------------------------------------------ artifacts
 
     def output_path(self, task_id: str) -> Path:
-        return self._artifact(f"{task_id}.md")
+        return self.artifacts.output_path(task_id)
 
-    def prompt_path(self, task_id: str) -> Path:
-        return self._artifact(f"{task_id}.prompt.md")
+    def relative_output_path(self, task_id: str) -> str:
+        return self.artifacts.relative_output_path(task_id)
 
-    def _artifact(self, name: str) -> Path:
-        # Task ids are validated (radium.planning.validation), but ids come from
-        # files users receive; never let one address a file outside tasks/.
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise InvalidDataError(f"task id in {name!r} cannot be used as a file name")
-        return self.tasks_dir / name
+    def write_prompt(self, task_id: str, text: str) -> None:
+        self.artifacts.write_prompt(task_id, text)
 
     def remove_stale_temp_files(self) -> int:
         """Delete temporary files a killed run left mid-write; call only while holding the lock."""
@@ -459,75 +402,15 @@ class PlanStore:
         self.commit([(path, text)], "", None, durable=True)
         return self.relative_output_path(task_id)
 
-    def relative_output_path(self, task_id: str) -> str:
-        """``artifacts/tasks/<id>.md``: the output's path relative to the plan folder."""
-        self._artifact(f"{task_id}.md")  # validates the id
-        return f"{_TASKS_POSIX}/{task_id}.md"
-
-    def write_prompt(self, task_id: str, text: str) -> None:
-        """Store the exact prompt a task sent, beside its output, for debugging; returns at once.
-
-        The copy is written by one background thread, in submission order, and
-        every compaction (so every stop) waits for the writes before it. Creating
-        a file costs 0.2-0.5 ms on this project's disk, as much as the rest of a
-        task's overhead, and nothing in the run reads the copy back: off the
-        critical path it overlaps the model call (or the next task). Written in
-        place (no temp file, no fsync): a copy torn by a crash belongs to a task
-        that did not complete, and its next attempt rewrites it. A copy that
-        cannot be written is skipped (the task's own result does not depend on it).
-        """
-        path = self.prompt_path(task_id)
-        if self._prompt_writer is None:
-            self._prompt_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radium-prompt-copies")
-        self._last_prompt_write = self._prompt_writer.submit(self._write_prompt_file, path, text)
-
-    def _write_prompt_file(self, path: Path, text: str) -> None:
-        try:
-            self._ensure_tasks_dir()
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
-            try:
-                write_all(fd, text.encode("utf-8"), fsync=False)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass  # a debugging copy; the task's own checkpoint is what matters
-
-    def wait_for_prompt_copies(self) -> None:
-        """Block until every prompt copy submitted so far is on disk (or was skipped)."""
-        last, self._last_prompt_write = self._last_prompt_write, None
-        if last is not None:
-            last.result()
-
     def read_output(self, task: PlanTask) -> str | None:
-        """A completed task's stored output, or None if there is none.
+        """A completed task's stored output, or None if there is none (see ``TaskArtifacts.read_output``).
 
-        Only a regular file inside this plan's ``artifacts/tasks/`` is read
-        (validation refuses other ``output_path`` values; this is the guard
-        behind it), so a manifest cannot feed another file to a model. An output
-        journaled but not yet fsynced as a file is read from the journal.
+        An output journaled but not yet made durable as a file is read from the journal.
         """
         journaled = self._journal_outputs.get(self.output_path(task.id))
         if journaled is not None:
             return journaled  # the file may not have survived a power cut
-        path = self.plan_dir / task.output_path if task.output_path else self.output_path(task.id)
-        try:
-            if self._tasks_dir_resolved is None:
-                self._tasks_dir_resolved = self.tasks_dir.resolve()
-            if path.parent == self.tasks_dir:
-                # The usual case, checked without resolving every component per read:
-                # the directory was resolved once, and O_NOFOLLOW refuses a symlinked file.
-                fd = os.open(path, READ_FLAGS | os.O_NOFOLLOW)
-            elif path.resolve().is_relative_to(self._tasks_dir_resolved):
-                fd = os.open(path, READ_FLAGS)
-            else:
-                return None
-            with open(fd, "rb") as file:
-                if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                    return None
-                # An output edited into another encoding must not stop the run.
-                return file.read().decode("utf-8", errors="replace")
-        except (OSError, ValueError):
-            return None
+        return self.artifacts.read_output(task)
 
     @contextlib.contextmanager
     def lock(self) -> Iterator["PlanLock"]:

@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from radium.artifacts import TASK_ARTIFACTS_RELATIVE
 from radium.codec import encode, from_json, to_json
 from radium.errors import CheckpointWriteError, FileLockBusyError, InvalidDataError, PlanExistsError
 from radium.files import atomic_write_text, fsync_directory
 from radium.models import PlanManifest, PlanMetadata, RequirementId
-from radium.store import MANIFEST_RELATIVE, TASK_ARTIFACTS_RELATIVE
+from radium.store import MANIFEST_RELATIVE
 from radium.workspace import STAGES, Workspace
 
 SPECIFICATION_NAME = "specification.md"
