@@ -82,6 +82,7 @@ def to_json(obj: ManifestModel) -> str:
 
 
 _CHUNK_MARK = "__radium_chunk__"
+_ENCODED_MARK = _ENCODER.encode(_CHUNK_MARK)
 
 
 _Piece = bytes | tuple[bytes | list[PlanTask], bytes]
@@ -114,7 +115,7 @@ def manifest_pieces(manifest: PlanManifest, batch: int = 1000, *, snapshot: bool
         shell["tasks"] = [_CHUNK_MARK]
         split = _split_at_mark(_pretty(shell), indent) if iteration.tasks else None
         if split is None:
-            pieces.append(indent + encode_pretty(iteration).replace(b"\n", b"\n" + indent))
+            pieces.append(indent + to_json_bytes(iteration).replace(b"\n", b"\n" + indent))
             continue
         iteration_head, task_indent, iteration_tail = split
         pieces.append(iteration_head)
@@ -148,10 +149,6 @@ def render_pieces(pieces: list[_Piece]) -> Iterator[bytes]:
         yield task_indent + inner[2:].replace(b"\n  ", b"\n" + task_indent)
 
 
-def encode_pretty(obj: ManifestModel) -> bytes:
-    return msgspec.json.format(encode(obj), indent=2)
-
-
 def _pretty(data: Any) -> bytes:
     return msgspec.json.format(_ENCODER.encode(data), indent=2)
 
@@ -164,9 +161,6 @@ def _encode_value(value: Any) -> bytes:
     return raw
 
 
-_ENCODED_MARK = _ENCODER.encode(_CHUNK_MARK)
-
-
 def _split_at_mark(pretty: bytes, indent: bytes) -> tuple[bytes, bytes, bytes] | None:
     """Indent ``pretty`` by ``indent``; split it around the line holding ``_CHUNK_MARK``: (before, its indent, after).
 
@@ -176,10 +170,9 @@ def _split_at_mark(pretty: bytes, indent: bytes) -> tuple[bytes, bytes, bytes] |
     if pretty.count(_ENCODED_MARK) != 1:
         return None
     text = indent + pretty.replace(b"\n", b"\n" + indent)
-    mark = _ENCODED_MARK
-    at = text.index(mark)
+    at = text.index(_ENCODED_MARK)
     line_start = text.rindex(b"\n", 0, at) + 1
-    return text[:line_start], text[line_start:at], text[at + len(mark) :]
+    return text[:line_start], text[line_start:at], text[at + len(_ENCODED_MARK) :]
 
 
 def to_data(obj: ManifestModel) -> Any:

@@ -4,8 +4,8 @@ Each task change is one journal line (the task's whole state); the manifest is
 rewritten (compacted) at a stop, at the start of a run unless the manifest is
 exactly as the store last wrote it with no journal beside it
 (``PlanStore.compact_first``), and whenever the store says the journal has
-grown enough; a compaction
-re-encodes the whole manifest (msgspec: ~0.15 s for 100,000 tasks). A completed task's output is staged here
+grown enough; a compaction re-encodes the whole manifest (msgspec: ~0.15 s for
+100,000 tasks). A completed task's output is staged here
 (``stage_output``) and written by the same save that journals its completion,
 output first (``PlanStore.commit``): tasks that complete in the same loop turn
 share one directory fsync and one journal fsync. Text is produced here, on the

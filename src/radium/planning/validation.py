@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
+from radium.artifacts import TASK_ARTIFACTS_RELATIVE
 from radium.errors import PlanValidationError
 from radium.models import PlanManifest
 
@@ -112,7 +113,7 @@ def _check_ids(manifest: PlanManifest, report: ValidationReport) -> None:
                 )
 
 
-_OUTPUT_PREFIX = "artifacts/tasks/"
+_OUTPUT_PREFIX = TASK_ARTIFACTS_RELATIVE.as_posix() + "/"
 
 
 def _is_plain_output_path(path: str) -> bool:
