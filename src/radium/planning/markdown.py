@@ -1,4 +1,4 @@
-"""The plan file formats: markdown (read and written) and JSON (read).
+"""The plan file formats: markdown (read and written), and the entry point that also takes JSON.
 
 The markdown format (the full description, with an example, is in
 ``docs/plan-format.md``)::
@@ -44,7 +44,8 @@ JSON is accepted too, as the whole text or as a ```` ```json ```` block (when
 the text has no iteration heading): either the original Radium's ``ParsedPlan``
 shape (``project_name``, ``description``, ``tech_stack``, ``iterations[]`` with
 ``tasks[]``) or a full ``plan_manifest.json``. A manifest's execution state is
-reset: a new plan starts with every task pending.
+reset: a new plan starts with every task pending. Parsing JSON is
+``radium.planning.plan_json``'s.
 
 ``parse_plan_text`` returns a ``PlanManifest`` whose requirement number is the
 placeholder 0 (``rad plan`` sets it). ``export_markdown`` writes a manifest in
@@ -53,20 +54,13 @@ the markdown format; parsing the export gives back the same plan content.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
+from radium.codec import extras_of
 from radium.errors import InvalidDataError
-from radium.codec import ModelError, extras_of, from_data
-from radium.models import Iteration, PlanManifest, PlanStatus, PlanTask, RequirementId, TaskStatus
-from radium.files import format_validation_error
-
-FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-format.md"
+from radium.models import Iteration, PlanManifest, PlanTask, RequirementId
+from radium.planning.plan_json import FORMAT_HINT, parse_plan_json
 
 # ---------------------------------------------------------------- line patterns
 
@@ -75,7 +69,7 @@ FORMAT_HINT = "the plan format is described in `rad plan --help` and docs/plan-f
 _TITLE = re.compile(r"^#(?:[ \t]+(.*\S|))?[ \t]*$")
 _SECTION = re.compile(r"^##(?:[ \t]+(.*\S|))?[ \t]*$")
 _ITERATION = re.compile(r"^iteration\s+(\d+)\b\s*(?:[:.\-–—]\s*)?(.*?)$", re.IGNORECASE)
-_NAME_PREFIX = re.compile(r"^iteration\s+\d+\s*[:.\-–—]\s*", re.IGNORECASE)
+ITERATION_NAME_PREFIX = re.compile(r"^iteration\s+\d+\s*[:.\-–—]\s*", re.IGNORECASE)
 _GOAL = re.compile(r"^(?:\*\*|__)?goal(?:\*\*|__)?\s*:(?:\*\*|__)?\s*(.*\S|)\s*$", re.IGNORECASE)
 _TASK = re.compile(r"^(\d{1,6})[.)]\s+(.*\S|)\s*$")
 _NUMBERED = re.compile(r"^(\s*)(\d{1,6})[.)]\s+(.*\S|)\s*$")
@@ -291,7 +285,7 @@ def export_markdown(manifest: PlanManifest) -> str:
         out += [description, ""]
     for i, iteration in enumerate(manifest.iterations, start=1):
         # A name written as "Iteration 1: Setup" (the original's convention) is exported as "Setup".
-        name = _one_line(_NAME_PREFIX.sub("", iteration.name.strip(), count=1))
+        name = _one_line(ITERATION_NAME_PREFIX.sub("", iteration.name.strip(), count=1))
         heading = f"## Iteration {i}" if name in ("", f"Iteration {i}") else f"## Iteration {i}: {name}"
         out += [heading, ""]
         if iteration.goal:
@@ -501,7 +495,7 @@ def _parse_markdown(text: str, source: str) -> PlanManifest:
                     box = _CHECKBOX.match(item)
                     _add_criterion(task, box.group(1) if box else item, indent)
                 else:
-                    task.dependencies += _split_dependencies(item)
+                    task.dependencies += split_dependencies(item)
                 continue
             task.open_list = None
         if field_match:
@@ -623,7 +617,7 @@ def _apply_field(task: _TaskDraft, match: re.Match[str], indent: int, line: int,
         task.agent = None if agent.lower() in _NONE_VALUES else agent
         task.agent_line = line
     elif kind == "deps":
-        task.dependencies += _split_dependencies(value)
+        task.dependencies += split_dependencies(value)
         if not value:
             task.open_list = ("deps", indent)
     elif kind == "criteria":
@@ -643,7 +637,7 @@ def _add_criterion(task: _TaskDraft, text: str, indent: int) -> None:
         task.last_criterion_indent = indent
 
 
-def _split_dependencies(value: str) -> list[str]:
+def split_dependencies(value: str) -> list[str]:
     value = value.strip().strip("[]").strip()
     if value.lower() in _NONE_VALUES:
         return []
@@ -659,7 +653,7 @@ def _excerpt(text: str, limit: int = 40) -> str:
     return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
-# ---------------------------------------------------------------- JSON
+# ---------------------------------------------------------------- a JSON plan inside markdown
 
 
 def _json_block(text: str) -> tuple[str, int] | None:
@@ -672,127 +666,6 @@ def _json_block(text: str) -> tuple[str, int] | None:
                     return "\n".join(lines[start + 1 : end]), start + 1
             return "\n".join(lines[start + 1 :]), start + 1
     return None
-
-
-class _JsonModel(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _ParsedTask(_JsonModel):
-    number: int | None = None
-    title: str
-    description: str | None = None
-    agent_id: str | None = None
-    dependencies: list[str] | None = None
-    acceptance_criteria: list[str] | None = None
-
-
-class _ParsedIteration(_JsonModel):
-    number: int | None = None
-    name: str = ""
-    description: str | None = None
-    goal: str | None = None
-    tasks: list[_ParsedTask] = []
-
-
-class _ParsedPlan(_JsonModel):
-    project_name: str
-    description: str | None = None
-    tech_stack: list[str] | None = None
-    iterations: list[_ParsedIteration]
-
-    @field_validator("project_name")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value.strip()
-
-
-def parse_plan_json(text: str, source: str, *, line_offset: int = 0) -> PlanManifest:
-    """A JSON plan (``ParsedPlan`` or manifest shape) as a fresh manifest."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidDataError(
-            f"{source}: line {exc.lineno + line_offset}: invalid JSON: {exc.msg}", hint=FORMAT_HINT
-        ) from None
-    if not isinstance(data, dict):
-        raise InvalidDataError(f"{source}: a JSON plan must be an object", hint=FORMAT_HINT)
-    if not isinstance(data.get("iterations"), list):
-        raise InvalidDataError(f"{source}: no iterations: the JSON plan needs an 'iterations' list", hint=FORMAT_HINT)
-    is_manifest = "requirement_id" in data or any(
-        isinstance(it, dict) and any(isinstance(t, dict) and "id" in t for t in it.get("tasks") or [])
-        for it in data["iterations"]
-    )
-    try:
-        manifest = _from_manifest(data) if is_manifest else _from_parsed_plan(_ParsedPlan.model_validate(data))
-    except ValidationError as exc:
-        raise InvalidDataError(format_validation_error(Path(source), exc), hint=FORMAT_HINT) from None
-    except ModelError as exc:
-        raise InvalidDataError(f"{source}: {exc}", hint=FORMAT_HINT) from None
-    if not manifest.iterations:
-        raise InvalidDataError(f"{source}: no iterations: the 'iterations' list is empty", hint=FORMAT_HINT)
-    if not any(iteration.tasks for iteration in manifest.iterations):
-        raise InvalidDataError(f"{source}: no tasks in any iteration", hint=FORMAT_HINT)
-    return manifest
-
-
-_STATE_KEYS = ("last_error", "started_at", "completed_at", "duration_ms", "usage", "output_path")
-
-
-def _from_manifest(data: dict[str, Any]) -> PlanManifest:
-    data = dict(data)
-    data["requirement_id"] = {"number": 0}
-    manifest = from_data(PlanManifest, data)
-    for iteration in manifest.iterations:
-        iteration.status = PlanStatus.NOT_STARTED
-        for task in iteration.tasks:
-            task.set_status(TaskStatus.PENDING)
-            task.attempts = 0
-            for key in _STATE_KEYS:
-                setattr(task, key, None)
-    return manifest
-
-
-def _from_parsed_plan(plan: _ParsedPlan) -> PlanManifest:
-    iterations = []
-    for i, parsed in enumerate(plan.iterations, start=1):
-        name = _NAME_PREFIX.sub("", parsed.name.strip(), count=1).strip() or f"Iteration {i}"
-        tasks = []
-        for m, parsed_task in enumerate(parsed.tasks, start=1):
-            dependencies = [
-                dep for raw in parsed_task.dependencies or [] for dep in _split_dependencies(raw)
-            ]
-            tasks.append(
-                PlanTask(
-                    id=f"I{i}.T{m}",
-                    number=m,
-                    title=parsed_task.title.strip(),
-                    description=(parsed_task.description or "").strip() or None,
-                    agent_id=(parsed_task.agent_id or "").strip() or None,
-                    dependencies=dependencies,
-                    acceptance_criteria=[c.strip() for c in parsed_task.acceptance_criteria or [] if c.strip()],
-                )
-            )
-        iterations.append(
-            Iteration(
-                id=f"I{i}",
-                number=i,
-                name=name,
-                description=(parsed.description or "").strip() or None,
-                goal=(parsed.goal or "").strip() or None,
-                tasks=tasks,
-            )
-        )
-    manifest = PlanManifest(requirement_id=RequirementId(number=0), project_name=plan.project_name, iterations=iterations)
-    parts = [(plan.description or "").strip()]
-    if plan.tech_stack:
-        parts.append("## Tech Stack\n" + "\n".join(f"- {item}" for item in plan.tech_stack))
-    description = "\n\n".join(p for p in parts if p)
-    if description:
-        manifest.extras = {"description": description}
-    return manifest
 
 
 # ---------------------------------------------------------------- export
